@@ -1,0 +1,64 @@
+"""ASE calculator for Allegro models.
+
+Examples
+--------
+>>> from ase.build import molecule
+>>> import allegro_bio
+>>> atoms = molecule("H2O")
+>>> atoms.calc = allegro_bio.AllegroCalculator(allegro_bio.build_model("small", ["H", "O"]))
+>>> atoms.get_forces().shape
+(3, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .deploy import as_model
+from .inference import evaluate
+
+
+class AllegroCalculator(Calculator):
+    """Allegro energies, forces and stress for ASE.
+
+    Parameters
+    ----------
+    model
+        Path of a deployed model file, a :class:`~allegro_bio.DeployedModel`, or an eager
+        :class:`~allegro_bio.model.AllegroPotential`.
+    device
+        Torch device, e.g. ``"cpu"`` or ``"cuda"``.
+    dtype
+        ``None`` (the model's own), ``"float32"`` or ``"float64"``.
+
+    Units: energy and ``energies`` in eV, forces in eV/Å, stress in eV/Å³ as Voigt
+    ``(xx, yy, zz, yz, xz, xy)``, tensile positive (ASE's convention). Stress needs a cell that
+    is periodic in all three directions. A molecule carrying the PDB dummy cell
+    (1 Å cube) is evaluated as non-periodic.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    default_parameters: dict[str, Any] = {}
+
+    def __init__(self, model: Any, device: str = "cpu", dtype: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.device = torch.device(device)
+        self.model = as_model(model, device=self.device, dtype=dtype)
+        self.n_pairs = 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms
+        want_stress = "stress" in properties
+        if want_stress and not a.pbc.all():
+            raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
+        r = evaluate(self.model, a.positions, a.numbers, np.asarray(a.cell), a.pbc, want_stress, device=self.device)
+        self.n_pairs = r.n_pairs
+        self.results = {"energy": r.energy, "free_energy": r.energy, "energies": r.energies, "forces": r.forces}
+        if want_stress:
+            s = -r.virial / a.get_volume()
+            self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])

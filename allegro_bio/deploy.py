@@ -1,0 +1,226 @@
+"""The deployed model file: one TorchScript archive plus metadata, loadable without training code.
+
+The archive holds the scripted :class:`~allegro_bio.model.AllegroPotential` (its ``compute``
+method is the contract ASE, OpenMM and LAMMPS call) and these extra files, readable from
+Python (``torch.jit.load(path, _extra_files=...)``) and C++ (``torch::jit::load``):
+
+=========================  ===================================================================
+``r_max``                  largest cutoff, Å
+``type_names``             element symbols, space separated, in type-index order
+``num_types``              number of types
+``model_dtype``            ``float32`` or ``float64``
+``per_edge_type_cutoff``   T×T cutoffs (Å), centre-major, space separated
+``allow_tf32``             ``0``/``1``
+``zbl``                    ``0``/``1``
+``units``                  ``eV Angstrom``
+``allegro_bio_version``    package version that wrote the file
+``format_version``         integer; bumped when this contract changes
+``training_description``   free text: data, method, or "untrained"
+``config``                 the full model configuration, JSON
+=========================  ===================================================================
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._version import FORMAT_VERSION, __version__
+from .errors import ModelFileError
+from .model import AllegroPotential
+from .model.allegro import FLOAT64_NAMES, cast_model
+
+R_MAX = "r_max"
+TYPE_NAMES = "type_names"
+NUM_TYPES = "num_types"
+MODEL_DTYPE = "model_dtype"
+PER_EDGE_TYPE_CUTOFF = "per_edge_type_cutoff"
+ALLOW_TF32 = "allow_tf32"
+ZBL = "zbl"
+UNITS = "units"
+VERSION = "allegro_bio_version"
+FORMAT = "format_version"
+TRAINING = "training_description"
+CONFIG = "config"
+METADATA_KEYS = (R_MAX, TYPE_NAMES, NUM_TYPES, MODEL_DTYPE, PER_EDGE_TYPE_CUTOFF, ALLOW_TF32, ZBL, UNITS, VERSION,
+                 FORMAT, TRAINING, CONFIG)
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def metadata_of(model: AllegroPotential, training_description: str = "", allow_tf32: bool = False) -> dict[str, str]:
+    """The metadata strings written next to ``model``."""
+    config = model.config
+    cut = model.cutoff_matrix.flatten().tolist()
+    return {
+        R_MAX: repr(float(config.r_max)),
+        TYPE_NAMES: " ".join(config.type_names),
+        NUM_TYPES: str(config.num_types),
+        MODEL_DTYPE: config.dtype,
+        PER_EDGE_TYPE_CUTOFF: " ".join(repr(float(x)) for x in cut),
+        ALLOW_TF32: str(int(allow_tf32)),
+        ZBL: str(int(config.zbl)),
+        UNITS: "eV Angstrom",
+        VERSION: __version__,
+        FORMAT: str(FORMAT_VERSION),
+        TRAINING: training_description,
+        CONFIG: model.config_json,
+    }
+
+
+def save(
+    model: AllegroPotential, path: str | os.PathLike, training_description: str = "untrained (seeded initialisation)",
+    allow_tf32: bool = False,
+) -> Path:
+    """Write ``model`` as one TorchScript file with metadata; returns the path.
+
+    The file is written to a temporary name and renamed, so a failure never leaves a
+    truncated model behind.
+    """
+    if not isinstance(model, AllegroPotential):
+        raise TypeError(f"save() takes an AllegroPotential (from build_model or training), got {type(model).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scripted = torch.jit.script(model.cpu().eval())
+    extra = metadata_of(model, training_description, allow_tf32)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.jit.save(scripted, tmp, _extra_files=extra)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+class DeployedModel:
+    """A loaded model file: the scripted potential plus its metadata.
+
+    Offers the same interface as an eager :class:`~allegro_bio.model.AllegroPotential`
+    (``type_names``, ``r_max``, ``cutoff_matrix``, ``model_dtype``, ``compute``), so every
+    integration accepts either.
+    """
+
+    def __init__(self, module: torch.jit.ScriptModule, metadata: dict[str, str], path: Path | None = None) -> None:
+        self.module = module
+        self.metadata = metadata
+        self.path = path
+        self.type_names: list[str] = metadata[TYPE_NAMES].split()
+        self.r_max = float(metadata[R_MAX])
+        self.model_dtype = metadata[MODEL_DTYPE]
+        self.allow_tf32 = metadata[ALLOW_TF32] == "1"
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads(self.metadata[CONFIG])
+
+    @property
+    def cutoff_matrix(self) -> torch.Tensor:
+        return self.module.cutoff_matrix
+
+    @property
+    def max_edges_per_chunk(self) -> int:
+        return int(self.module.max_edges_per_chunk)
+
+    @max_edges_per_chunk.setter
+    def max_edges_per_chunk(self, value: int) -> None:
+        self.module.max_edges_per_chunk = int(value)
+
+    def compute(self, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.module.compute(*args)
+
+    def __call__(self, *args: Any) -> torch.Tensor:
+        return self.module(*args)
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "DeployedModel":
+        """Move to ``device`` and/or cast weights to ``dtype`` (float64 sums stay float64)."""
+        if device is not None:
+            self.module = self.module.to(device)
+        if dtype is not None:
+            keep = {n: t.detach().clone() for n, t in _float64_tensors(self.module)}
+            self.module = self.module.to(dtype)
+            for name, t in keep.items():
+                owner, attr = _owner(self.module, name)
+                value = getattr(owner, attr)
+                setattr(owner, attr, torch.nn.Parameter(t) if isinstance(value, torch.nn.Parameter) else t)
+            self.model_dtype = {torch.float32: "float32", torch.float64: "float64"}[dtype]
+        return self
+
+    def __repr__(self) -> str:
+        return f"DeployedModel({self.path}, types={self.type_names}, r_max={self.r_max}, dtype={self.model_dtype})"
+
+
+def _float64_tensors(module: torch.nn.Module):
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if name.rsplit(".", 1)[-1] in FLOAT64_NAMES:
+            yield name, t
+
+
+def _owner(module: torch.nn.Module, dotted: str) -> tuple[torch.nn.Module, str]:
+    *parents, attr = dotted.split(".")
+    for p in parents:
+        module = getattr(module, p)
+    return module, attr
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> DeployedModel:
+    """Load and validate a model file written by :func:`save`.
+
+    Raises :class:`~allegro_bio.errors.ModelFileError` naming the file when it is missing,
+    corrupt, not an allegro_bio model, or written by an incompatible format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    extra = {k: "" for k in METADATA_KEYS}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception as exc:  # torch raises RuntimeError / ValueError subclasses for bad archives
+        raise ModelFileError(f"{path} is not a readable TorchScript model file (corrupt or wrong format): {exc}") from exc
+    if not extra[FORMAT]:
+        raise ModelFileError(f"{path} is a TorchScript file but not an allegro_bio model (no '{FORMAT}' metadata)")
+    try:
+        fmt = int(extra[FORMAT])
+    except ValueError:
+        raise ModelFileError(f"{path}: bad '{FORMAT}' metadata {extra[FORMAT]!r}") from None
+    if fmt > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} has model format {fmt}, written by allegro_bio {extra[VERSION]}; this is allegro_bio "
+            f"{__version__} (format {FORMAT_VERSION}): upgrade allegro_bio to load it"
+        )
+    missing = [k for k in (R_MAX, TYPE_NAMES, NUM_TYPES, MODEL_DTYPE, CONFIG) if not extra[k]]
+    if missing:
+        raise ModelFileError(f"{path}: metadata incomplete, missing {missing}")
+    if len(extra[TYPE_NAMES].split()) != int(extra[NUM_TYPES]):
+        raise ModelFileError(f"{path}: type_names {extra[TYPE_NAMES]!r} disagrees with num_types {extra[NUM_TYPES]}")
+    if extra[MODEL_DTYPE] not in _DTYPES:
+        raise ModelFileError(f"{path}: unknown model_dtype {extra[MODEL_DTYPE]!r}")
+    if not hasattr(module, "compute"):
+        raise ModelFileError(f"{path}: the network has no 'compute' method (not an allegro_bio potential)")
+    return DeployedModel(module.eval(), extra, path)
+
+
+def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None):
+    """Resolve a path, :class:`DeployedModel` or eager :class:`AllegroPotential` to a ready model."""
+    if isinstance(model, (str, os.PathLike)):
+        model = load(model, device=device)
+    elif isinstance(model, DeployedModel):
+        model = model.to(device)
+    elif isinstance(model, AllegroPotential):
+        model = model.to(device)
+    else:
+        raise TypeError(f"expected a model file path, DeployedModel or AllegroPotential, got {type(model).__name__}")
+    if dtype is not None:
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        if isinstance(model, DeployedModel):
+            model.to(dtype=dtype)
+        else:
+            model = cast_model(copy.deepcopy(model), dtype)
+            model.model_dtype = {torch.float32: "float32", torch.float64: "float64"}[dtype]
+    return model

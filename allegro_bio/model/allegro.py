@@ -1,0 +1,189 @@
+"""The Allegro network (Musaelian et al. 2023): strictly local, per-ordered-pair features.
+
+Data flow for one evaluation, all tensors indexed by ordered pair ("edge") i→j:
+
+edge vector r_ij (Å) → x = r/r_c(Z_i,Z_j) → Bessel basis × envelope u(x)
+→ two-body MLP([onehot Z_i, onehot Z_j, basis]) · u = scalar latent x^{ij,0}
+→ tensor features V^{ij,0} = w(x^{ij,0}) · Y(r̂_ij)
+→ per layer: env_i = Σ_k w(x^{ik}) Y(r̂_ik) / sqrt(avg_num_neighbors);  one fused tensor product
+  V^{ij} ⊗ env_i;  its scalars and x^{ij} → latent MLP → residual update of x^{ij};  the other
+  irreps, mixed over channels, are the next V^{ij}
+→ per-pair energy E_ij = readout(x^{ij}) · u → E_i = σ_Zi Σ_j E_ij + μ_Zi (float64) + ZBL.
+
+Every feature of pair ij is a product with u(r_ij/r_c), and every MLP maps 0 to 0, so a pair
+beyond its cutoff contributes exactly nothing (strict locality) and the energy is smooth.
+"""
+
+
+import math
+from typing import List, Tuple
+
+import torch
+from ase.data import atomic_numbers
+from e3nn import o3
+from torch import nn
+
+from .config import AllegroConfig
+from .mlp import ScalarMLP
+from .radial import BesselBasis, PolynomialEnvelope
+from .tensor_product import FusedTensorProduct, LayerPlan, irrep_dim, plan_layers
+from .zbl import ZBL
+
+
+def _l_index(irreps: list[tuple[int, int]]) -> torch.Tensor:
+    """For each component of a strided irreps array, the index of its irrep."""
+    return torch.tensor([k for k, ir in enumerate(irreps) for _ in range(irrep_dim(ir))], dtype=torch.long)
+
+
+class AllegroLayer(nn.Module):
+    """One Allegro layer: environment sum, fused tensor product, latent update, channel mixing."""
+
+    block_start: List[int]
+    block_dim: List[int]
+
+    def __init__(self, plan: LayerPlan, num_channels: int, latent_dim: int, latent_mlp: list[int], avg_num_neighbors: float) -> None:
+        super().__init__()
+        c = num_channels
+        self.num_channels = c
+        self.num_env_irreps = len(plan.irreps_env)
+        self.register_buffer("env_index", _l_index(plan.irreps_env))
+        self.env_embed = ScalarMLP([latent_dim, c * self.num_env_irreps])
+        self.tp = FusedTensorProduct(plan, c)
+        self.num_scalar_paths = len(plan.scalar_paths)
+        self.latent_mlp = ScalarMLP([latent_dim + c * self.num_scalar_paths] + list(latent_mlp))
+        self.inv_sqrt_avg = 1.0 / math.sqrt(avg_num_neighbors)
+        self.has_tensor_out = len(plan.irreps_out) > 0
+        # channel mixing of each output irrep (weights N(0, 1/C))
+        self.block_start: List[int] = []
+        self.block_dim: List[int] = []
+        k = 0
+        for ir in plan.irreps_out:
+            self.block_start.append(k)
+            self.block_dim.append(irrep_dim(ir))
+            k += irrep_dim(ir)
+        n_blocks = max(len(plan.irreps_out), 1)
+        self.mix = nn.Parameter(torch.randn(n_blocks, c, c) / math.sqrt(c))
+
+    def forward(
+        self, x: torch.Tensor, v: torch.Tensor, y: torch.Tensor, edge_center: torch.Tensor, num_centers: int
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        p, c = x.shape[0], self.num_channels
+        w_env = self.env_embed(x).view(p, c, self.num_env_irreps).index_select(2, self.env_index)
+        env_edge = (w_env * y.unsqueeze(1)).reshape(p, -1)
+        env = torch.zeros(num_centers, env_edge.shape[1], dtype=x.dtype, device=x.device)
+        env = env.index_add(0, edge_center, env_edge) * self.inv_sqrt_avg
+        env_pair = env.index_select(0, edge_center).view(p, c, -1)
+        out = self.tp(v, env_pair)
+        n_s = self.num_scalar_paths
+        scalars = out[:, :, :n_s].reshape(p, c * n_s)
+        x_new = (x + self.latent_mlp(torch.cat([x, scalars], dim=1))) * (1.0 / math.sqrt(2.0))
+        if not self.has_tensor_out:
+            return x_new, v
+        vt = out[:, :, n_s:].transpose(1, 2)  # [P, D_out, C]
+        blocks: List[torch.Tensor] = []
+        for k in range(len(self.block_start)):
+            s, d = self.block_start[k], self.block_dim[k]
+            blocks.append(torch.matmul(vt[:, s : s + d, :], self.mix[k].t()))
+        v_new = torch.cat(blocks, dim=1).transpose(1, 2)
+        return x_new, v_new
+
+
+class AllegroNet(nn.Module):
+    """The network as a pure function of ordered-pair vectors.
+
+    ``forward(edge_vec, edge_center, center_type, neighbor_type)``:
+
+    - ``edge_vec`` [E, 3] (Å): r_j − r_i (+ periodic shift) for each ordered pair i→j;
+    - ``edge_center`` [E] int64: index of i among the centres, in ``[0, num_centers)``;
+    - ``center_type`` [num_centers] int64: type index of each centre atom;
+    - ``neighbor_type`` [E] int64: type index of j.
+
+    Returns the energy of each centre atom, [num_centers], float64, eV (shift μ included).
+    Pairs beyond their cutoff contribute exactly zero. Exportable with ``torch.export``.
+    """
+
+    def __init__(self, config: AllegroConfig) -> None:
+        super().__init__()
+        t = config.num_types
+        self.num_types = t
+        c = config.num_tensor_features
+        self.num_channels = c
+        self.num_sh = config.l_max + 1
+        latent = config.latent_dim
+        cut = torch.tensor(config.cutoff_matrix(), dtype=torch.float64).flatten()
+        self.register_buffer("edge_cutoff", cut)
+        z = torch.tensor([float(atomic_numbers[s]) for s in config.type_names], dtype=torch.float64)
+        self.register_buffer("atomic_numbers", z)
+        self.envelope = PolynomialEnvelope(config.polynomial_p)
+        self.basis = BesselBasis(config.num_bessels, t * t, config.bessel_trainable)
+        self.sh = o3.SphericalHarmonics(list(range(config.l_max + 1)), normalize=True, normalization="component")
+        plans = plan_layers(config.l_max, config.parity, config.num_layers)
+        self.register_buffer("sh_index", _l_index(plans[0].irreps_env))
+        self.two_body = ScalarMLP([2 * t + config.num_bessels] + list(config.two_body_mlp), final_activation=True)
+        self.init_tensor = ScalarMLP([latent, c * self.num_sh])
+        self.layers = nn.ModuleList(
+            [AllegroLayer(plan, c, latent, list(config.latent_mlp), config.avg_num_neighbors) for plan in plans]
+        )
+        self.readout = ScalarMLP([latent] + list(config.readout_mlp) + [1])
+        scale = config.per_type_scale or (1.0,) * t
+        shift = config.per_type_shift or (0.0,) * t
+        self.per_type_scale = nn.Parameter(torch.tensor(scale, dtype=torch.float64))
+        self.per_type_shift = nn.Parameter(torch.tensor(shift, dtype=torch.float64))
+        self.use_zbl = bool(config.zbl)
+        self.zbl = ZBL()
+
+    def forward(
+        self, edge_vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
+    ) -> torch.Tensor:
+        num_centers = center_type.shape[0]
+        dtype = self.basis.freqs.dtype
+        vec = edge_vec.to(dtype)
+        p = vec.shape[0]
+        ct = center_type.index_select(0, edge_center)
+        edge_type = ct * self.num_types + neighbor_type
+        r = torch.linalg.norm(vec, dim=1)
+        x = r / self.edge_cutoff.index_select(0, edge_type).to(dtype)
+        u = self.envelope(x)
+        u1 = u.unsqueeze(1)
+        onehots = torch.cat(
+            [
+                torch.nn.functional.one_hot(ct, self.num_types).to(dtype),
+                torch.nn.functional.one_hot(neighbor_type, self.num_types).to(dtype),
+                self.basis(x, edge_type) * u1,
+            ],
+            dim=1,
+        )
+        latent = self.two_body(onehots) * u1
+        y = self.sh(vec)
+        w0 = self.init_tensor(latent).view(p, self.num_channels, self.num_sh).index_select(2, self.sh_index)
+        v = w0 * y.unsqueeze(1)
+        for layer in self.layers:
+            latent, v = layer(latent, v, y, edge_center, num_centers)
+        e_pair = (self.readout(latent).squeeze(1) * u).to(torch.float64)
+        e_sum = torch.zeros(num_centers, dtype=torch.float64, device=vec.device).index_add(0, edge_center, e_pair)
+        scale = self.per_type_scale.to(torch.float64).index_select(0, center_type)
+        shift = self.per_type_shift.to(torch.float64).index_select(0, center_type)
+        energy = e_sum * scale + shift
+        if self.use_zbl:
+            z = self.atomic_numbers.to(torch.float64)
+            e_zbl = self.zbl(r, z.index_select(0, ct), z.index_select(0, neighbor_type), u)
+            energy = energy.index_add(0, edge_center, e_zbl)
+        return energy
+
+
+#: Parameters and buffers kept in float64 whatever the model dtype.
+FLOAT64_NAMES = ("per_type_scale", "per_type_shift", "edge_cutoff", "atomic_numbers", "coef", "expo")
+
+
+def cast_model(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast floating weights and buffers to ``dtype``, leaving the float64 sums' tensors alone."""
+    for m in module.modules():
+        for store in (m._parameters, m._buffers):
+            for name, t in store.items():
+                if t is None or not t.is_floating_point() or name in FLOAT64_NAMES:
+                    continue
+                if isinstance(t, nn.Parameter):
+                    store[name] = nn.Parameter(t.data.to(dtype), requires_grad=t.requires_grad)
+                else:
+                    store[name] = t.to(dtype)
+    return module
