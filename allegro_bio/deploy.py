@@ -22,7 +22,6 @@ Python (``torch.jit.load(path, _extra_files=...)``) and C++ (``torch::jit::load`
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -33,8 +32,8 @@ import torch
 
 from ._version import FORMAT_VERSION, __version__
 from .errors import ModelFileError
-from .model import AllegroPotential
-from .model.allegro import FLOAT64_NAMES, cast_model
+from .model import AllegroPotential, clone
+from .model.allegro import FLOAT64_NAMES
 
 R_MAX = "r_max"
 TYPE_NAMES = "type_names"
@@ -183,6 +182,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Deploye
         module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError / ValueError subclasses for bad archives
         raise ModelFileError(f"{path} is not a readable TorchScript model file (corrupt or wrong format): {exc}") from exc
+    extra = {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v) for k, v in extra.items()}
     if not extra[FORMAT]:
         raise ModelFileError(f"{path} is a TorchScript file but not an allegro_bio model (no '{FORMAT}' metadata)")
     try:
@@ -221,6 +221,5 @@ def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.
         if isinstance(model, DeployedModel):
             model.to(dtype=dtype)
         else:
-            model = cast_model(copy.deepcopy(model), dtype)
-            model.model_dtype = {torch.float32: "float32", torch.float64: "float64"}[dtype]
+            model = clone(model, {torch.float32: "float32", torch.float64: "float64"}[dtype])
     return model

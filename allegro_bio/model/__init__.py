@@ -21,6 +21,7 @@ __all__ = [
     "available_presets",
     "build_model",
     "build_from_config",
+    "clone",
     "make_config",
     "plan_layers",
     "preset_config",
@@ -44,6 +45,17 @@ def build_from_config(config: AllegroConfig, seed: int = 0) -> AllegroPotential:
         finally:
             torch.set_default_dtype(previous)
     return cast_model(model, _DTYPES[config.dtype]).eval()
+
+
+def clone(model: AllegroPotential, dtype: str | None = None) -> AllegroPotential:
+    """A copy of ``model`` (weights, chunk size), optionally cast to ``dtype`` ("float32"/"float64")."""
+    import dataclasses
+
+    config = model.config if dtype is None else dataclasses.replace(model.config, dtype=dtype)
+    new = build_from_config(config)
+    new.load_state_dict(model.state_dict())
+    new.max_edges_per_chunk = model.max_edges_per_chunk
+    return new.to(model.cutoff_matrix.device)
 
 
 def build_model(

@@ -69,10 +69,10 @@ class AllegroLayer(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         p, c = x.shape[0], self.num_channels
         w_env = self.env_embed(x).view(p, c, self.num_env_irreps).index_select(2, self.env_index)
-        env_edge = (w_env * y.unsqueeze(1)).reshape(p, -1)
+        env_edge = (w_env * y.unsqueeze(1)).reshape(p, c * y.shape[1])
         env = torch.zeros(num_centers, env_edge.shape[1], dtype=x.dtype, device=x.device)
         env = env.index_add(0, edge_center, env_edge) * self.inv_sqrt_avg
-        env_pair = env.index_select(0, edge_center).view(p, c, -1)
+        env_pair = env.index_select(0, edge_center).view(p, c, y.shape[1])
         out = self.tp(v, env_pair)
         n_s = self.num_scalar_paths
         scalars = out[:, :, :n_s].reshape(p, c * n_s)

@@ -1,0 +1,90 @@
+"""Shared structures and model forms for the physics suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+
+import allegro_bio
+from allegro_bio.data import water64
+
+TYPES = ["H", "C", "N", "O", "S"]
+
+
+def water_cluster(n_molecules: int = 5) -> Atoms:
+    """The ``n_molecules`` waters nearest the centre of the equilibrated 64-water box, open boundaries."""
+    box = water64()
+    o = box.positions[::3]
+    order = np.argsort(np.linalg.norm(o - o.mean(0), axis=1))[:n_molecules]
+    idx = np.concatenate([[3 * k, 3 * k + 1, 3 * k + 2] for k in order])
+    a = box[idx]
+    a.pbc = False
+    a.cell = np.zeros((3, 3))
+    return a
+
+
+def organic() -> Atoms:
+    """Methanethiol next to acetamide: H, C, N, O and S within each other's cutoff."""
+    a = molecule("CH3SH")
+    b = molecule("CH3CONH2")
+    b.positions += np.array([3.2, 0.4, 0.3])
+    return a + b
+
+
+def small_triclinic_box(seed: int = 3) -> Atoms:
+    """4 rigid waters in a triclinic periodic cell of ~5 Å (< 2 × r_max: atoms see their own
+    images), randomly oriented with every intermolecular distance above 1.6 Å (about 0.85 g/cm³)."""
+    from ase.neighborlist import neighbor_list
+    from scipy.spatial.transform import Rotation
+
+    cell = np.array([[5.0, 0.0, 0.0], [0.6, 5.1, 0.0], [0.3, -0.4, 5.3]])
+    water = molecule("H2O").positions
+    centres = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]) @ cell
+    rng = np.random.default_rng(seed)
+    for _ in range(1000):
+        pos = np.concatenate([c + water @ Rotation.random(random_state=rng.integers(1 << 31)).as_matrix().T for c in centres])
+        a = Atoms("OH2" * 4, positions=pos, cell=cell, pbc=True)
+        i, j, d = neighbor_list("ijd", a, 1.6)
+        if np.all(i // 3 == j // 3):
+            a.wrap()
+            return a
+    raise RuntimeError("could not place waters")
+
+
+@pytest.fixture(scope="session")
+def eager64():
+    return allegro_bio.build_model("small", TYPES, seed=1, dtype="float64", avg_num_neighbors=8.0)
+
+
+@pytest.fixture(scope="session")
+def eager32():
+    return allegro_bio.build_model("small", TYPES, seed=1, dtype="float32", avg_num_neighbors=8.0)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory, eager64, eager32):
+    d = tmp_path_factory.mktemp("models")
+    return {
+        "float64": allegro_bio.save(eager64, d / "small64.pt"),
+        "float32": allegro_bio.save(eager32, d / "small32.pt"),
+    }
+
+
+FORMS = ["eager", "deployed", "calculator"]
+
+
+@pytest.fixture(params=[(f, d) for f in FORMS for d in ("float64", "float32")], ids=lambda p: f"{p[0]}-{p[1]}")
+def form(request, eager64, eager32, model_files):
+    """(evaluator, dtype) for every model form and dtype."""
+    from allegro_bio.testing import evaluator
+
+    kind, dtype = request.param
+    if kind == "eager":
+        model = eager64 if dtype == "float64" else eager32
+    elif kind == "deployed":
+        model = allegro_bio.load(model_files[dtype])
+    else:
+        model = allegro_bio.AllegroCalculator(model_files[dtype])
+    return evaluator(model), dtype
