@@ -1,0 +1,110 @@
+"""The deployed file: metadata, round trip, fresh-process loading, bad files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import allegro_bio
+from allegro_bio.errors import ModelFileError
+from allegro_bio.inference import evaluate
+
+from conftest import organic
+
+
+def test_metadata_keys(model_files):
+    m = allegro_bio.load(model_files["float32"])
+    md = m.metadata
+    assert md["r_max"] == "4.0" and md["type_names"] == "H C N O S" and md["num_types"] == "5"
+    assert md["model_dtype"] == "float32" and md["allow_tf32"] == "0" and md["zbl"] == "1"
+    assert len(md["per_edge_type_cutoff"].split()) == 25
+    assert md["units"] == "eV Angstrom" and md["allegro_bio_version"] == allegro_bio.__version__
+    assert json.loads(md["config"])["num_tensor_features"] == 32
+
+
+def test_round_trip_is_exact(eager64, model_files):
+    a = organic()
+    ref = evaluate(eager64, a.positions, a.numbers, np.zeros((3, 3)), False)
+    got = evaluate(allegro_bio.load(model_files["float64"]), a.positions, a.numbers, np.zeros((3, 3)), False)
+    assert got.energy == ref.energy
+    np.testing.assert_array_equal(got.forces, ref.forces)
+
+
+def test_loads_in_fresh_process_without_allegro_bio(model_files, eager64, tmp_path):
+    """Plain torch.jit.load + compute, in a process that never imports allegro_bio."""
+    a = organic()
+    ref = evaluate(eager64, a.positions, a.numbers, np.zeros((3, 3)), False)
+    np.save(tmp_path / "pos.npy", a.positions)
+    types = np.array([["H", "C", "N", "O", "S"].index(s) for s in a.get_chemical_symbols()])
+    np.save(tmp_path / "types.npy", types)
+    script = f"""
+import sys, numpy as np, torch
+m = torch.jit.load({str(model_files['float64'])!r})
+pos = torch.tensor(np.load({str(tmp_path / 'pos.npy')!r}))
+t = torch.tensor(np.load({str(tmp_path / 'types.npy')!r}))
+n = len(pos)
+i, j = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+keep = i != j
+ei = torch.stack([i[keep], j[keep]])
+e, f, w = m.compute(pos, t, ei, torch.zeros(ei.shape[1], 3, dtype=torch.float64), n, False)
+assert "allegro_bio" not in sys.modules
+print(repr(float(e.sum())))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert float(out.stdout.strip()) == pytest.approx(ref.energy, abs=1e-10)
+
+
+def test_dtype_option_casts_and_keeps_float64_sums(model_files):
+    m = allegro_bio.load(model_files["float32"]).to(dtype=torch.float64)
+    assert m.model_dtype == "float64"
+    assert m.module.net.per_type_shift.dtype == torch.float64
+    dtypes = {n: t.dtype for n, t in m.module.named_parameters()}
+    assert dtypes["net.two_body.net.0.weight"] == torch.float64
+
+
+def test_missing_file():
+    with pytest.raises(ModelFileError, match="not found: .*nothere.pt"):
+        allegro_bio.load("nothere.pt")
+    with pytest.raises(ModelFileError, match="nothere.pt"):
+        allegro_bio.AllegroCalculator("nothere.pt")
+
+
+def test_corrupt_file(tmp_path, model_files):
+    bad = tmp_path / "corrupt.pt"
+    data = model_files["float32"].read_bytes()
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="corrupt.pt.*not a readable TorchScript"):
+        allegro_bio.load(bad)
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    with pytest.raises(ModelFileError, match="text.pt"):
+        allegro_bio.load(text)
+
+
+def test_torchscript_file_that_is_not_ours(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(ModelFileError, match="not an allegro_bio model"):
+        allegro_bio.load(path)
+
+
+def test_newer_format_is_refused(tmp_path, eager32):
+    from allegro_bio import deploy
+
+    path = tmp_path / "future.pt"
+    extra = deploy.metadata_of(eager32)
+    extra[deploy.FORMAT] = "999"
+    torch.jit.save(torch.jit.script(eager32), str(path), _extra_files=extra)
+    with pytest.raises(ModelFileError, match="format 999.*upgrade"):
+        allegro_bio.load(path)
+
+
+def test_failed_save_leaves_no_partial_file(tmp_path):
+    with pytest.raises(TypeError):
+        allegro_bio.save(torch.nn.Linear(2, 2), tmp_path / "x.pt")
+    assert list(tmp_path.iterdir()) == []

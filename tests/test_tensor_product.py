@@ -1,0 +1,77 @@
+"""The fused strided tensor product against e3nn's ``o3.TensorProduct``, path by path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from e3nn import o3
+
+from allegro_bio.model.tensor_product import FusedTensorProduct, irrep_dim, plan_layers
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """Build Wigner-3j constants (ours and e3nn's) in float64 so the comparison is exact."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _e3nn_irreps(irreps, mul):
+    return o3.Irreps([(mul, (l, p)) for l, p in irreps])
+
+
+def _to_e3nn(x: torch.Tensor, irreps) -> torch.Tensor:
+    """[P, C, Σ(2ℓ+1)] strided → e3nn layout [P, Σ C·(2ℓ+1)] (irrep-major, channel, m)."""
+    out, k = [], 0
+    for ir in irreps:
+        d = irrep_dim(ir)
+        out.append(x[:, :, k : k + d].reshape(x.shape[0], -1))
+        k += d
+    return torch.cat(out, dim=1)
+
+
+@pytest.mark.parametrize("l_max,parity,num_layers", [(1, True, 2), (2, True, 2), (2, True, 3), (3, True, 2), (2, False, 3)])
+def test_fused_tensor_product_matches_e3nn_path_by_path(l_max, parity, num_layers):
+    torch.manual_seed(0)
+    c, p = 4, 7
+    for plan in plan_layers(l_max, parity, num_layers):
+        tp = FusedTensorProduct(plan, c).double()
+        with torch.no_grad():
+            tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
+        v = torch.randn(p, c, sum(irrep_dim(i) for i in plan.irreps_in), dtype=torch.float64)
+        env = torch.randn(p, c, sum(irrep_dim(i) for i in plan.irreps_env), dtype=torch.float64)
+        ours = tp(v, env)
+        n_s = len(plan.scalar_paths)
+        # reference: e3nn "uuu" instructions, one per path; each scalar path into its own 0e output
+        irreps_out = [(0, 1)] * n_s + list(plan.irreps_out)
+        instructions = [(ia, ie, k, "uuu", True) for k, (ia, ie) in enumerate(plan.scalar_paths)]
+        instructions += [(ia, ie, n_s + io, "uuu", True) for ia, ie, io in plan.paths]
+        ref_tp = o3.TensorProduct(
+            _e3nn_irreps(plan.irreps_in, c), _e3nn_irreps(plan.irreps_env, c), _e3nn_irreps(irreps_out, c),
+            instructions, shared_weights=True, internal_weights=False,
+        ).double()
+        weights = tp.path_weight.detach().repeat_interleave(c)
+        ref = ref_tp(_to_e3nn(v, plan.irreps_in), _to_e3nn(env, plan.irreps_env), weights)
+        torch.testing.assert_close(_to_e3nn(ours, irreps_out), ref, atol=1e-12, rtol=1e-12)
+
+
+def test_contraction_orders_agree():
+    plan = plan_layers(2, True, 2)[0]
+    tp = FusedTensorProduct(plan, 3).double()
+    v = torch.randn(5, 3, tp.d_in, dtype=torch.float64)
+    env = torch.randn(5, 3, tp.d_env, dtype=torch.float64)
+    results = []
+    for order in range(3):
+        tp.order = order
+        results.append(tp(v, env))
+    for r in results[1:]:
+        torch.testing.assert_close(r, results[0], atol=1e-12, rtol=1e-12)
+
+
+def test_last_layer_keeps_only_scalar_paths():
+    plans = plan_layers(2, True, 2)
+    assert plans[-1].irreps_out == [] and len(plans[-1].scalar_paths) == 3
+    # outputs of earlier layers are pruned to irreps that can still reach a scalar
+    assert plans[0].irreps_out == [(0, 1), (1, -1), (2, 1)]
