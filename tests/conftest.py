@@ -26,10 +26,16 @@ def water_cluster(n_molecules: int = 5) -> Atoms:
 
 
 def organic() -> Atoms:
-    """Methanethiol next to acetamide: H, C, N, O and S within each other's cutoff."""
+    """Methanethiol next to acetamide, closest intermolecular contact 2.4 Å: H, C, N, O and S
+    within each other's cutoff, no unphysical overlap."""
     a = molecule("CH3SH")
     b = molecule("CH3CONH2")
-    b.positions += np.array([3.2, 0.4, 0.3])
+    direction = np.array([1.0, 0.15, 0.1]) / np.linalg.norm([1.0, 0.15, 0.1])
+    for t in np.arange(1.0, 10.0, 0.01):
+        d = np.linalg.norm(a.positions[:, None] - (b.positions + t * direction)[None], axis=-1).min()
+        if d >= 2.4:
+            break
+    b.positions += t * direction
     return a + b
 
 

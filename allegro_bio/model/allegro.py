@@ -61,8 +61,7 @@ class AllegroLayer(nn.Module):
             self.block_start.append(k)
             self.block_dim.append(irrep_dim(ir))
             k += irrep_dim(ir)
-        n_blocks = max(len(plan.irreps_out), 1)
-        self.mix = nn.Parameter(torch.randn(n_blocks, c, c) / math.sqrt(c))
+        self.mix = nn.Parameter(torch.randn(len(plan.irreps_out), c, c) / math.sqrt(c))  # empty in the last layer
 
     def forward(
         self, x: torch.Tensor, v: torch.Tensor, y: torch.Tensor, edge_center: torch.Tensor, num_centers: int
