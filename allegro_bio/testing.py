@@ -67,7 +67,7 @@ def _close(name: str, got, want, atol: float, rtol: float = 0.0) -> None:
 
 
 def assert_forces_match_finite_differences(
-    f: Evaluator, atoms: Atoms, delta: float = 1e-4, atol: float = 1e-5, rtol: float = 1e-6, atoms_to_check: int = 6,
+    f: Evaluator, atoms: Atoms, delta: float = 1e-4, atol: float = 1e-5, rtol: float = 1e-5, atoms_to_check: int = 6,
     seed: int = 0,
 ) -> None:
     """Forces equal −dE/dx by central differences (step ``delta`` Å) on a few random atoms."""

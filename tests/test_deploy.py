@@ -108,3 +108,12 @@ def test_failed_save_leaves_no_partial_file(tmp_path):
     with pytest.raises(TypeError):
         allegro_bio.save(torch.nn.Linear(2, 2), tmp_path / "x.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calculator_dtype_option_upcasts_an_eager_float32_model(eager32, eager64):
+    a = organic()
+    calc = allegro_bio.AllegroCalculator(eager32, dtype="float64")
+    a.calc = calc
+    ref = evaluate(eager64, a.positions, a.numbers, np.zeros((3, 3)), False)
+    assert a.get_potential_energy() == pytest.approx(ref.energy, rel=1e-6)  # same seed, weights rounded to float32
+    assert eager32.net.two_body.net[0].weight.dtype == torch.float32  # the caller's model is untouched
