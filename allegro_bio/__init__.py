@@ -15,11 +15,13 @@ from .errors import AllegroError, ConfigError, InvalidStructureError, ModelFileE
 from .model import AllegroConfig, available_presets, build_model
 from .deploy import DeployedModel, load, save
 from .ase import AllegroCalculator
+from .openmm import AllegroForce, create_mixed_system
 
 __all__ = [
     "AllegroCalculator",
     "AllegroConfig",
     "AllegroError",
+    "AllegroForce",
     "ConfigError",
     "DeployedModel",
     "InvalidStructureError",
@@ -27,6 +29,7 @@ __all__ = [
     "UnknownElementError",
     "__version__",
     "available_presets",
+    "create_mixed_system",
     "build_model",
     "load",
     "save",

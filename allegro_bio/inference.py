@@ -30,8 +30,16 @@ def evaluate(
     ``model`` is an :class:`~allegro_bio.model.AllegroPotential` or
     :class:`~allegro_bio.deploy.DeployedModel`; positions and cell in Å.
     """
-    positions = np.asarray(positions, dtype=np.float64)
     types = type_indices(np.asarray(numbers), model.type_names)
+    return evaluate_types(model, positions, types, cell, pbc, compute_virial, device, graph)
+
+
+def evaluate_types(
+    model, positions: np.ndarray, types: np.ndarray, cell: np.ndarray, pbc, compute_virial: bool = True,
+    device: str | torch.device = "cpu", graph: Graph | None = None,
+) -> Result:
+    """:func:`evaluate` for atoms given by model type index rather than atomic number."""
+    positions = np.asarray(positions, dtype=np.float64)
     if graph is None:
         graph = build_graph(positions, cell, pbc, model.r_max)
     n = len(positions)

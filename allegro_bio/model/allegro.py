@@ -61,6 +61,7 @@ class AllegroLayer(nn.Module):
             self.block_start.append(k)
             self.block_dim.append(irrep_dim(ir))
             k += irrep_dim(ir)
+        self.d_tensor_out = k
         self.mix = nn.Parameter(torch.randn(len(plan.irreps_out), c, c) / math.sqrt(c))  # empty in the last layer
 
     def forward(
@@ -78,11 +79,14 @@ class AllegroLayer(nn.Module):
         x_new = (x + self.latent_mlp(torch.cat([x, scalars], dim=1))) * (1.0 / math.sqrt(2.0))
         if not self.has_tensor_out:
             return x_new, v
-        vt = out[:, :, n_s:].transpose(1, 2)  # [P, D_out, C]
+        vt = out[:, :, n_s:].transpose(1, 2).reshape(p * self.d_tensor_out, c)  # [P·D_out, C]
+        mixed = vt.view(p, self.d_tensor_out, c)
         blocks: List[torch.Tensor] = []
         for k in range(len(self.block_start)):
             s, d = self.block_start[k], self.block_dim[k]
-            blocks.append(torch.matmul(vt[:, s : s + d, :], self.mix[k].t()))
+            # one 2-D matmul per irrep (a batched 3-D matmul is differentiated pair by pair by TorchScript)
+            blk = mixed[:, s : s + d, :].reshape(p * d, c)
+            blocks.append(torch.mm(blk, self.mix[k].t()).view(p, d, c))
         v_new = torch.cat(blocks, dim=1).transpose(1, 2)
         return x_new, v_new
 
