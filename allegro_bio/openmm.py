@@ -137,7 +137,7 @@ def AllegroForce(
     backend
         ``"torch"`` (openmm-torch ``TorchForce``: TorchScript module with its own O(N) neighbour
         list, no Python per step), ``"python"`` (OpenMM ``PythonForce`` calling the model) or
-        ``"auto"`` (the torch backend, measured faster on CPU; logged).
+        ``"auto"`` (the torch backend: no Python per step; on CPU both measured within noise; logged).
     precision
         ``None`` (the model's dtype), ``"float32"`` or ``"float64"``.
     force_group
@@ -157,7 +157,8 @@ def AllegroForce(
         _check_box(box, resolved.r_max)
     if backend == "auto":
         backend = "torch"
-        log.info("AllegroForce: backend 'torch' chosen (no Python per step; measured faster than 'python' on CPU)")
+        log.info("AllegroForce: backend 'torch' chosen: no Python per step; on CPU the two backends measured "
+                 "within noise of each other (water 1,536-6,144 atoms, DHFR), see docs/benchmarks.md")
     subset = not np.array_equal(idx, np.arange(topology.getNumAtoms()))
     if backend == "torch":
         force = _torch_force(module, types, idx, subset, box is not None, resolved.r_max)

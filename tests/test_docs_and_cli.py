@@ -19,9 +19,19 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
     assert blocks, "README has no python example"
     monkeypatch.chdir(tmp_path)
+    _write_solvated_dipeptide(tmp_path / "system.pdb")  # the OpenMM example's input
     for code in blocks:
         exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "model.pt").is_file()
+
+
+def _write_solvated_dipeptide(path: Path) -> None:
+    from openmm import app
+    from openmmtools import testsystems
+
+    t = testsystems.AlanineDipeptideExplicit()
+    with open(path, "w") as fh:
+        app.PDBFile.writeFile(t.topology, t.positions, fh)
 
 
 @pytest.mark.parametrize("module", ["allegro_bio.model", "allegro_bio.ase", "allegro_bio.testing"])

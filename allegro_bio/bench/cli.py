@@ -1,5 +1,6 @@
 """The ``allegro-bio bench`` subcommand: time energy+forces per case and print a table.
 
+With ``--openmm``: time OpenMM MD steps with ``AllegroForce`` per case and backend instead.
 Also runnable alone: ``python -m allegro_bio.bench.cli --preset small --cases water192``.
 """
 
@@ -12,18 +13,34 @@ from typing import Any
 
 from .cases import CASE_NAMES
 
+# Mirrors of openmm_bench constants (not imported: that imports torch; tests/test_bench_openmm.py checks they agree).
+OPENMM_CASES = ("water1536", "water6144", "dhfr")
+OPENMM_BACKENDS = ("torch", "python")
+SMALL_ATOMS = 2000
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bench`` (see ``allegro-bio bench --help``)."""
     parser.add_argument("--preset", choices=["small", "paper"], default="small", help="model preset (default: small)")
-    parser.add_argument("--cases", nargs="+", choices=CASE_NAMES, default=list(CASE_NAMES), metavar="CASE",
-                        help=f"cases to run, any of {' '.join(CASE_NAMES)} (default: all)")
+    parser.add_argument("--cases", nargs="+", choices=CASE_NAMES, default=None, metavar="CASE",
+                        help=f"cases to run, any of {' '.join(CASE_NAMES)} (default: all; with --openmm: "
+                        f"{' '.join(OPENMM_CASES)})")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="model dtype (default: float32)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default: cpu)")
-    parser.add_argument("--repeats", type=_positive, default=5, help="timed evaluations after 1 warm-up (default: 5)")
+    parser.add_argument("--repeats", type=_positive, default=5,
+                        help="timed evaluations after 1 warm-up (default: 5; with --openmm: of the raw model)")
     parser.add_argument("--threads", type=_positive, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the records as JSON to PATH")
     parser.add_argument("--seed", type=int, default=0, help="seed of the (untrained) model weights (default: 0)")
+    omm = parser.add_argument_group("OpenMM throughput (--openmm; small preset, float32, CPU model)")
+    omm.add_argument("--openmm", action="store_true",
+                     help="time OpenMM Verlet steps (0.5 fs) of a whole-system AllegroForce instead of raw energy+forces")
+    omm.add_argument("--backends", nargs="+", choices=list(OPENMM_BACKENDS), default=list(OPENMM_BACKENDS),
+                     metavar="BACKEND", help="AllegroForce backends to time (default: torch python)")
+    omm.add_argument("--platform", default="CPU", help="OpenMM platform name (default: CPU)")
+    omm.add_argument("--steps", type=_positive, default=5, help="timed MD steps after the warm-up (default: 5)")
+    omm.add_argument("--warmup", type=_non_negative, default=None, metavar="STEPS",
+                     help=f"untimed MD steps first (default: 2 up to {SMALL_ATOMS} atoms, else 1)")
 
 
 def _positive(text: str) -> int:
@@ -33,12 +50,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``bench`` subcommand to an argparse ``subparsers`` object; dispatch with ``args.func(args)``."""
     parser = subparsers.add_parser(
         "bench", help="time energy+forces of the model on water boxes and DHFR",
         description="Time energy+forces (ms per evaluation, atom-steps/s, pairs/s) and peak memory of an untrained "
-        "seeded model, each case in a fresh process.",
+        "seeded model, each case in a fresh process. With --openmm: time OpenMM MD steps (ms/step, ns/day at "
+        "0.5 fs) with AllegroForce on every atom, per case and backend, against the raw model in the same process.",
     )
     add_arguments(parser)
     parser.set_defaults(func=main)
@@ -46,17 +71,38 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the benchmark; print the table; write ``--json``. Exit status 1 if any case failed, else 0."""
+    """Run the benchmark (``--openmm``: the OpenMM one); print the table; write ``--json``.
+    Exit status 1 if any case failed, 2 on a bad option combination, else 0."""
     import torch
 
     from .run import format_table, run_bench
 
+    if getattr(args, "openmm", False):
+        return _main_openmm(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda requested but torch sees no CUDA device")
         return 2
-    records = run_bench(args.preset, args.cases, dtype=args.dtype, device=args.device, repeats=args.repeats,
+    cases = args.cases or list(CASE_NAMES)
+    records = run_bench(args.preset, cases, dtype=args.dtype, device=args.device, repeats=args.repeats,
                         threads=args.threads, seed=args.seed)
     print(format_table(records))
+    return _finish(args, records)
+
+
+def _main_openmm(args: argparse.Namespace) -> int:
+    from .openmm_bench import format_openmm_table, run_openmm_bench
+
+    if args.preset != "small" or args.dtype != "float32" or args.device != "cpu":
+        print("error: --openmm times the small preset, float32, on cpu only (drop --preset/--dtype/--device)")
+        return 2
+    cases = args.cases or list(OPENMM_CASES)
+    records = run_openmm_bench(cases, args.backends, platform=args.platform, steps=args.steps, threads=args.threads,
+                               seed=args.seed, raw_repeats=args.repeats, warmup=args.warmup)
+    print(format_openmm_table(records))
+    return _finish(args, records)
+
+
+def _finish(args: argparse.Namespace, records: list[dict[str, Any]]) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(records, indent=1) + "\n")

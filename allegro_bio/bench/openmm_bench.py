@@ -1,0 +1,218 @@
+"""OpenMM throughput of ``AllegroForce``: MD steps of a whole-system-ML OpenMM System per case and
+backend, one fresh process per (case, backend), compared with the raw model in the same process.
+
+Each record times ``steps`` Verlet steps (0.5 fs), each from the case's positions at rest (the
+untrained model would otherwise collapse the structure), after 1 warm-up step (2 for systems of
+at most :data:`SMALL_ATOMS` atoms) and, in the same process, the raw model energy+forces exactly
+as :func:`~allegro_bio.bench.run.measure_case` does (same seeded model, same structure).
+
+Units in records: times in ms, ``ns_per_day`` in simulated ns per wall-clock day at 0.5 fs,
+``atom_steps_per_s`` in atoms × steps per wall-clock second, memory in MB (2**20 bytes).
+``overhead_ratio`` = OpenMM ms/step ÷ raw model ms per energy+forces evaluation; it includes
+what the raw timing leaves out (neighbour list, OpenMM ↔ torch transfer, integration, and for the
+``python`` backend the Python callback).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch  # before openmm: openmm-torch's plugin needs torch's libraries already loaded
+
+from .cases import build_case
+from .run import TYPE_NAMES, Record, measure_case, peak_rss_mb
+
+IMPLEMENTATION = "allegro_bio-openmm"
+#: Default cases of ``allegro-bio bench --openmm``.
+OPENMM_CASES: tuple[str, ...] = ("water1536", "water6144", "dhfr")
+#: Default backends of ``AllegroForce`` to time.
+OPENMM_BACKENDS: tuple[str, ...] = ("torch", "python")
+#: Integrator time step (fs).
+TIMESTEP_FS = 0.5
+#: Systems with at most this many atoms get 2 warm-up steps instead of 1.
+SMALL_ATOMS = 2000
+
+_MEASURED = (
+    "n_atoms", "ms_per_step", "ns_per_day", "atom_steps_per_s", "raw_model_ms", "raw_nl_ms", "overhead_ratio", "peak_rss_mb",
+)
+
+
+def ml_topology_system(atoms: Any) -> tuple[Any, Any, np.ndarray]:
+    """An OpenMM topology (one chain, one residue, elements from atomic numbers, periodic box if
+    ``atoms`` is periodic in all directions), an empty System with element masses (Da) and that box,
+    and the positions in nm, for an ``ase.Atoms`` (positions and cell in Å)."""
+    import openmm
+    from openmm import app, unit
+
+    top = app.Topology()
+    residue = top.addResidue("MOL", top.addChain())
+    elements = [app.element.Element.getByAtomicNumber(int(z)) for z in atoms.numbers]
+    for k, element in enumerate(elements):
+        top.addAtom(f"{element.symbol}{k}", element, residue)
+    system = openmm.System()
+    for element in elements:
+        system.addParticle(element.mass)
+    if atoms.pbc.all():
+        box = [openmm.Vec3(*row) for row in np.asarray(atoms.cell) / 10.0] * unit.nanometer
+        top.setPeriodicBoxVectors(box)
+        system.setDefaultPeriodicBoxVectors(*box)
+    return top, system, np.asarray(atoms.positions) / 10.0
+
+
+def _base(case: str, backend: str, platform: str, steps: int, threads: int | None) -> Record:
+    return {
+        "implementation": IMPLEMENTATION, "backend": backend, "platform": platform, "case": case, "steps": steps,
+        "preset": "small", "dtype": "float32", "torch_version": torch.__version__,
+        "threads": threads or torch.get_num_threads(),
+    }
+
+
+def failed_openmm_record(case: str, backend: str, platform: str, steps: int, error: str, threads: int | None = None) -> Record:
+    """A record for a (case, backend) that did not finish: measurements ``None``, ``status`` ``"failed"``."""
+    rec = _base(case, backend, platform, steps, threads)
+    rec.update(dict.fromkeys(_MEASURED), status="failed", error=error, load_avg_1min=os.getloadavg()[0])
+    return rec
+
+
+def measure_openmm(
+    case: str, backend: str = "torch", platform: str = "CPU", steps: int = 5, threads: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+) -> Record:
+    """Time ``steps`` OpenMM Verlet steps (0.5 fs) of ``case`` with an ``AllegroForce`` on all atoms,
+    and the raw model (:func:`~allegro_bio.bench.run.measure_case`, ``raw_repeats`` timed evaluations)
+    in this process. ``ms_per_step`` is the median of the per-step wall times (ms). ``warmup``: untimed
+    steps first (default: 2 up to :data:`SMALL_ATOMS` atoms, else 1).
+
+    Every step starts from the case's positions with zero velocities (reset outside the timer): the
+    seeded model is untrained (forces up to ~10² eV/Å) and would pull atoms together within a few
+    0.5 fs steps, so each timed step evaluates the same structure as the raw model timing."""
+    import openmm
+    from openmm import unit
+
+    from .. import save
+    from ..model import build_model
+    from ..openmm import AllegroForce
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    raw = measure_case(case, "small", "float32", "cpu", repeats=raw_repeats, threads=threads, seed=seed)
+    atoms = build_case(case)
+    if warmup is None:
+        warmup = 2 if len(atoms) <= SMALL_ATOMS else 1
+    top, system, positions_nm = ml_topology_system(atoms)
+    model = build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32")
+    with tempfile.TemporaryDirectory(prefix="allegro-bench-") as tmp:
+        path = save(model, Path(tmp) / "model.pt")
+        system.addForce(AllegroForce(str(path), top, backend=backend))
+        properties = {"Threads": str(threads)} if threads is not None and platform == "CPU" else {}
+        integrator = openmm.VerletIntegrator(TIMESTEP_FS * unit.femtosecond)
+        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
+        start_positions = positions_nm * unit.nanometer
+        zero_velocities = np.zeros_like(positions_nm) * unit.nanometer / unit.picosecond
+        times = []
+        for k in range(warmup + steps):  # warm-up steps first: TorchScript optimises on its first calls
+            context.setPositions(start_positions)  # untimed reset: the untrained model would blow the
+            context.setVelocities(zero_velocities)  # structure apart within a few steps
+            start = time.perf_counter()
+            integrator.step(1)
+            if k >= warmup:
+                times.append(time.perf_counter() - start)
+        del context, integrator
+    step_s = statistics.median(times)
+    n = len(atoms)
+    rec = _base(case, backend, platform, steps, threads)
+    rec.update(
+        n_atoms=n, ms_per_step=1e3 * step_s, ns_per_day=TIMESTEP_FS * 1e-6 * 86400.0 / step_s,
+        atom_steps_per_s=n / step_s, raw_model_ms=raw["median_ms"], raw_nl_ms=raw["nl_ms"], overhead_ratio=1e3 * step_s / raw["median_ms"],
+        times_ms=[1e3 * t for t in times], raw_times_ms=raw["times_ms"], raw_repeats=raw_repeats,
+        timestep_fs=TIMESTEP_FS, warmup_steps=warmup, seed=seed, peak_rss_mb=peak_rss_mb(),
+        openmm_version=openmm.__version__, cpu_count=os.cpu_count(), load_avg_1min=os.getloadavg()[0], status="ok", error=None,
+    )
+    return rec
+
+
+def _child(conn: Any, kwargs: dict[str, Any]) -> None:
+    try:
+        rec = measure_openmm(**kwargs)
+    except Exception as exc:  # reported as a failed record
+        rec = _failed(kwargs, f"{type(exc).__name__}: {exc}")
+    conn.send(rec)
+    conn.close()
+
+
+def _failed(kwargs: dict[str, Any], error: str) -> Record:
+    keys = ("case", "backend", "platform", "steps")
+    return failed_openmm_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"])
+
+
+def measure_openmm_isolated(
+    case: str, backend: str = "torch", platform: str = "CPU", steps: int = 5, threads: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+) -> Record:
+    """:func:`measure_openmm` in a fresh spawned process; an exception, crash or kill gives a failed record."""
+    kwargs = dict(case=case, backend=backend, platform=platform, steps=steps, threads=threads, seed=seed,
+                  raw_repeats=raw_repeats, warmup=warmup)
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, kwargs), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        rec: Record = receive.recv()
+    except EOFError:
+        proc.join()
+        why = " (SIGKILL: out of memory?)" if proc.exitcode == -9 else ""
+        rec = _failed(kwargs, f"worker process died with exit code {proc.exitcode}{why}")
+    proc.join()
+    return rec
+
+
+def run_openmm_bench(
+    cases: Iterable[str] = OPENMM_CASES, backends: Iterable[str] = OPENMM_BACKENDS, platform: str = "CPU",
+    steps: int = 5, threads: int | None = None, seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+    isolate: bool = True, progress: bool = True,
+) -> list[Record]:
+    """Time every (case, backend), each in its own process if ``isolate``; one record per pair."""
+    from tqdm.auto import tqdm
+
+    jobs = [(c, b) for c in cases for b in backends]
+    records: list[Record] = []
+    bar = tqdm(jobs, desc="bench openmm", unit="run", disable=not progress)
+    for case, backend in bar:
+        bar.set_postfix_str(f"{case} {backend}")
+        measure = measure_openmm_isolated if isolate else measure_openmm
+        records.append(measure(case, backend, platform, steps, threads, seed, raw_repeats, warmup))
+    return records
+
+
+def format_openmm_table(records: list[Record]) -> str:
+    """A fixed-width text table: ms per MD step, ns/day at 0.5 fs, atom-steps/s, raw model ms, overhead ratio."""
+    head = ("case", "backend", "atoms", "ms/step", "ns/day", "atom-steps/s", "raw model ms", "overhead", "load")
+    rows = [head]
+    failures = []
+    for r in records:
+        if r["status"] != "ok":
+            failures.append(f"{r['case']} {r['backend']}: FAILED: {r['error']}")
+            continue
+        rows.append((
+            r["case"], r["backend"], f"{r['n_atoms']:,}", f"{r['ms_per_step']:.1f}", f"{r['ns_per_day']:.4g}",
+            f"{r['atom_steps_per_s']:,.0f}", f"{r['raw_model_ms']:.1f}", f"{r['overhead_ratio']:.2f}x",
+            f"{r['load_avg_1min']:.2f}",
+        ))
+    widths = [max(len(row[k]) for row in rows) for k in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) if k < 2 else cell.rjust(w) for k, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines += failures
+    if records:
+        r = records[0]
+        lines.insert(0, f"{IMPLEMENTATION} platform={r['platform']} preset={r['preset']} dtype={r['dtype']} "
+                        f"threads={r['threads']} torch={r['torch_version']} dt={TIMESTEP_FS} fs "
+                        f"(ms/step: median of {r['steps']} steps; overhead = ms/step / raw model ms)")
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""`allegro-bio bench --openmm`: records, rates and failure reporting (cheap: water192, 1 step)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+
+from allegro_bio.bench import build_case, cli, openmm_bench
+from allegro_bio.bench.openmm_bench import measure_openmm_isolated, ml_topology_system
+
+KEYS = {
+    "implementation", "backend", "platform", "case", "n_atoms", "ms_per_step", "ns_per_day", "atom_steps_per_s",
+    "raw_model_ms", "overhead_ratio", "steps", "status", "error", "torch_version", "threads", "load_avg_1min",
+}
+
+
+def test_bench_openmm_cli_water192(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["bench", "--openmm", "--cases", "water192", "--steps", "1", "--repeats", "1",
+                              "--threads", "1", "--json", str(out)])
+    assert args.func(args) == 0
+    records = json.loads(out.read_text())
+    assert [r["backend"] for r in records] == ["torch", "python"]
+    for rec in records:
+        assert KEYS <= rec.keys()
+        assert (rec["implementation"], rec["platform"], rec["case"], rec["status"]) == (
+            "allegro_bio-openmm", "CPU", "water192", "ok")
+        assert (rec["n_atoms"], rec["steps"], rec["threads"], rec["error"]) == (192, 1, 1, None)
+        assert rec["warmup_steps"] == 2 and len(rec["times_ms"]) == 1
+        for key in ("ms_per_step", "ns_per_day", "atom_steps_per_s", "raw_model_ms", "overhead_ratio"):
+            assert math.isfinite(rec[key]) and rec[key] > 0, key
+        assert np.isclose(rec["overhead_ratio"], rec["ms_per_step"] / rec["raw_model_ms"])
+        assert np.isclose(rec["ns_per_day"], 0.5e-6 * 86400 / (rec["ms_per_step"] / 1e3))
+        assert np.isclose(rec["atom_steps_per_s"], 192 / (rec["ms_per_step"] / 1e3))
+    table = capsys.readouterr().out
+    assert "water192" in table and "python" in table and "overhead" in table
+
+
+def test_topology_and_system_from_atoms():
+    atoms = build_case("water192")
+    top, system, pos = ml_topology_system(atoms)
+    assert top.getNumAtoms() == system.getNumParticles() == 192
+    assert [a.element.symbol for a in top.atoms()][:3] == ["O", "H", "H"]
+    assert np.allclose(pos * 10.0, atoms.positions)
+    assert top.getPeriodicBoxVectors() is not None
+
+
+def test_default_cases_agree():
+    assert cli.OPENMM_CASES == openmm_bench.OPENMM_CASES
+    assert cli.OPENMM_BACKENDS == openmm_bench.OPENMM_BACKENDS
+    assert cli.SMALL_ATOMS == openmm_bench.SMALL_ATOMS
+
+
+def test_failed_run_is_reported():
+    rec = measure_openmm_isolated("water192", backend="torch", platform="NoSuchPlatform", steps=1, raw_repeats=1)
+    assert rec["status"] == "failed" and "NoSuchPlatform" in rec["error"]
+    assert rec["ms_per_step"] is None and rec["overhead_ratio"] is None and rec["case"] == "water192"
