@@ -15,7 +15,6 @@ what the raw timing leaves out (neighbour list, OpenMM ↔ torch transfer, integ
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import statistics
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 import torch  # before openmm: openmm-torch's plugin needs torch's libraries already loaded
 
 from .cases import build_case
-from .run import TYPE_NAMES, Record, measure_case, peak_rss_mb
+from .run import TYPE_NAMES, Record, measure_case, peak_rss_mb, run_isolated
 
 IMPLEMENTATION = "allegro_bio-openmm"
 #: Default cases of ``allegro-bio bench --openmm``.
@@ -138,15 +137,6 @@ def measure_openmm(
     return rec
 
 
-def _child(conn: Any, kwargs: dict[str, Any]) -> None:
-    try:
-        rec = measure_openmm(**kwargs)
-    except Exception as exc:  # reported as a failed record
-        rec = _failed(kwargs, f"{type(exc).__name__}: {exc}")
-    conn.send(rec)
-    conn.close()
-
-
 def _failed(kwargs: dict[str, Any], error: str) -> Record:
     keys = ("case", "backend", "platform", "steps")
     return failed_openmm_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"])
@@ -156,22 +146,10 @@ def measure_openmm_isolated(
     case: str, backend: str = "torch", platform: str = "CPU", steps: int = 5, threads: int | None = None,
     seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
 ) -> Record:
-    """:func:`measure_openmm` in a fresh spawned process; an exception, crash or kill gives a failed record."""
+    """:func:`measure_openmm` in a fresh spawned process (see :func:`~allegro_bio.bench.run.run_isolated`)."""
     kwargs = dict(case=case, backend=backend, platform=platform, steps=steps, threads=threads, seed=seed,
                   raw_repeats=raw_repeats, warmup=warmup)
-    ctx = mp.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, kwargs), daemon=True)
-    proc.start()
-    send.close()
-    try:
-        rec: Record = receive.recv()
-    except EOFError:
-        proc.join()
-        why = " (SIGKILL: out of memory?)" if proc.exitcode == -9 else ""
-        rec = _failed(kwargs, f"worker process died with exit code {proc.exitcode}{why}")
-    proc.join()
-    return rec
+    return run_isolated(measure_openmm, _failed, kwargs)
 
 
 def run_openmm_bench(

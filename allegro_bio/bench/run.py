@@ -11,7 +11,7 @@ import os
 import resource
 import statistics
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -117,13 +117,34 @@ def measure_case(
     return rec
 
 
-def _child(conn: Any, kwargs: dict[str, Any]) -> None:
+def _child(conn: Any, measure: Callable[..., Record], failed: Callable[[dict[str, Any], str], Record],
+           kwargs: dict[str, Any]) -> None:
     try:
-        rec = measure_case(**kwargs)
+        rec = measure(**kwargs)
     except Exception as exc:  # reported as a failed case (e.g. torch's out-of-memory error)
-        rec = _failed(kwargs, f"{type(exc).__name__}: {exc}")
+        rec = failed(kwargs, f"{type(exc).__name__}: {exc}")
     conn.send(rec)
     conn.close()
+
+
+def run_isolated(measure: Callable[..., Record], failed: Callable[[dict[str, Any], str], Record],
+                 kwargs: dict[str, Any]) -> Record:
+    """``measure(**kwargs)`` in a fresh spawned process (so peak memory is its own); an exception,
+    crash or kill (e.g. by the out-of-memory killer) gives ``failed(kwargs, why)`` instead of ending
+    the run. ``measure`` and ``failed`` must be module-level functions (they are pickled)."""
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(send, measure, failed, kwargs), daemon=True)
+    proc.start()
+    send.close()
+    try:
+        rec: Record = receive.recv()
+    except EOFError:
+        proc.join()
+        why = " (SIGKILL: out of memory?)" if proc.exitcode == -9 else ""
+        rec = failed(kwargs, f"worker process died with exit code {proc.exitcode}{why}")
+    proc.join()
+    return rec
 
 
 def _failed(kwargs: dict[str, Any], error: str) -> Record:
@@ -135,22 +156,9 @@ def measure_case_isolated(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
     threads: int | None = None, seed: int = 0,
 ) -> Record:
-    """:func:`measure_case` in a fresh spawned process (so peak memory is per case); an exception,
-    crash or kill (e.g. by the out-of-memory killer) gives a failed record instead of ending the run."""
+    """:func:`measure_case` in a fresh spawned process (see :func:`run_isolated`)."""
     kwargs = dict(case=case, preset=preset, dtype=dtype, device=device, repeats=repeats, threads=threads, seed=seed)
-    ctx = mp.get_context("spawn")
-    receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(send, kwargs), daemon=True)
-    proc.start()
-    send.close()
-    try:
-        rec: Record = receive.recv()
-    except EOFError:
-        proc.join()
-        why = " (SIGKILL: out of memory?)" if proc.exitcode == -9 else ""
-        rec = _failed(kwargs, f"worker process died with exit code {proc.exitcode}{why}")
-    proc.join()
-    return rec
+    return run_isolated(measure_case, _failed, kwargs)
 
 
 def run_bench(
