@@ -21,3 +21,7 @@ class InvalidStructureError(AllegroError):
 
 class ModelFileError(AllegroError):
     """A model file is missing, corrupt, not an allegro_bio model, or of an incompatible version."""
+
+
+class DataError(AllegroError):
+    """A training/evaluation data file or frame is unreadable, incomplete or inconsistent (names file and frame)."""
