@@ -5,6 +5,12 @@ O(N) neighbour list (vesin-torch cell lists) inside TorchScript, so no Python ru
 Positions arrive in nm, box vectors as rows in nm; it returns energy in kJ/mol and forces in
 kJ/mol/nm (``TorchForce.setOutputsForces(True)``), computed by the potential's own autograd
 over pair vectors.
+
+Stable shapes: the pair buffer is over-allocated by :data:`PAD_FRACTION` and filled up with fake
+pairs (atom 0 with its own image 3 r_max away: beyond every cutoff, so they contribute exactly
+zero), and the network is called through ``compute_padded`` so its arrays keep the buffer's
+shape. The buffer grows (by the same margin) only when the real pairs outgrow it;
+``reallocations`` counts those growths (readable on the module, e.g. in the benchmark).
 """
 
 from typing import Optional, Tuple
@@ -18,6 +24,8 @@ from .neighbors import MIN_DISTANCE
 EV_TO_KJ_PER_MOL = 96.48533212331002
 #: 1 eV/Å in kJ/mol/nm.
 EV_PER_A_TO_KJ_PER_MOL_NM = 964.8533212331002
+#: Over-allocation of the pair buffer (fraction of the real pairs when it grows).
+PAD_FRACTION = 0.05
 
 
 class AllegroOpenMMModule(nn.Module):
@@ -28,7 +36,7 @@ class AllegroOpenMMModule(nn.Module):
     """
 
     def __init__(self, potential: nn.Module, atom_types: torch.Tensor, indices: torch.Tensor, subset: bool,
-                 periodic: bool, r_max: float) -> None:
+                 periodic: bool, r_max: float, pad: bool = True) -> None:
         super().__init__()
         from vesin.torch import NeighborList
 
@@ -41,6 +49,11 @@ class AllegroOpenMMModule(nn.Module):
         self.min_distance = MIN_DISTANCE
         self.energy_unit = EV_TO_KJ_PER_MOL
         self.force_unit = EV_PER_A_TO_KJ_PER_MOL_NM
+        self.pad = bool(pad) and hasattr(potential, "compute_padded")
+        self.pad_fraction = PAD_FRACTION
+        self.capacity: int = 0
+        self.reallocations: int = 0
+        self.fake_distance = 3.0 * float(r_max)
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         pos_all = positions.to(torch.float64)
@@ -67,7 +80,11 @@ class AllegroOpenMMModule(nn.Module):
                 )
         edge_index = torch.stack([out[0].to(torch.long), out[1].to(torch.long)])
         shift = out[2].to(torch.float64) @ box
-        energies, forces, _ = self.potential.compute(pos.detach(), self.atom_types, edge_index, shift, n, False)
+        if self.pad:
+            edge_index, shift = self._padded(edge_index, shift, out[3])
+            energies, forces, _ = self.potential.compute_padded(pos.detach(), self.atom_types, edge_index, shift, n, False)
+        else:
+            energies, forces, _ = self.potential.compute(pos.detach(), self.atom_types, edge_index, shift, n, False)
         energy = energies.sum() * self.energy_unit
         forces = forces * self.force_unit
         if self.subset:
@@ -75,3 +92,20 @@ class AllegroOpenMMModule(nn.Module):
             full.index_copy_(0, self.indices, forces)
             forces = full
         return energy, forces.to(positions.dtype)
+
+    def _padded(self, edge_index: torch.Tensor, shift: torch.Tensor, dist: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Pairs within their per-species-pair cutoff, padded with fake pairs to ``capacity``."""
+        t = self.atom_types
+        rc = self.potential.cutoff_matrix.to(dist.dtype)[t.index_select(0, edge_index[0]), t.index_select(0, edge_index[1])]
+        keep = (dist < rc).nonzero().squeeze(1)
+        edge_index = edge_index.index_select(1, keep)
+        shift = shift.index_select(0, keep)
+        n_pairs = int(keep.shape[0])
+        if n_pairs > self.capacity:
+            self.capacity = int(n_pairs * (1.0 + self.pad_fraction)) + 8
+            self.reallocations += 1
+        n_fake = self.capacity - n_pairs
+        fake_index = torch.zeros(2, n_fake, dtype=torch.long, device=edge_index.device)
+        fake_shift = torch.zeros(n_fake, 3, dtype=shift.dtype, device=shift.device)
+        fake_shift[:, 0] = self.fake_distance
+        return torch.cat([edge_index, fake_index], dim=1), torch.cat([shift, fake_shift], dim=0)

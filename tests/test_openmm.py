@@ -333,3 +333,32 @@ def test_bad_input_is_refused_before_the_first_step(model64):
         allegro_bio.AllegroForce(model64, top, precision="half")
     with pytest.raises(AllegroError, match="backend"):
         allegro_bio.AllegroForce(model64, top, backend="jax")
+
+
+def test_padded_pair_buffer_is_exact_and_rarely_reallocated(model64):
+    """The torch backend's padded pair buffer (fake pairs beyond the cutoff) changes nothing, and
+    along a 0.5 fs-like trajectory of a water box it grows once (first call) and then rarely."""
+    from allegro_bio.neighbors import type_indices
+    from allegro_bio.openmm_module import AllegroOpenMMModule
+
+    model = allegro_bio.load(model64)
+    atoms = water64().repeat((2, 1, 1))
+    types = torch.as_tensor(type_indices(atoms.numbers, model.type_names))
+    idx = torch.arange(len(atoms))
+    box = torch.as_tensor(np.asarray(atoms.cell)) / 10.0
+    padded = torch.jit.script(AllegroOpenMMModule(model.module, types, idx, False, True, model.r_max, pad=True))
+    plain = torch.jit.script(AllegroOpenMMModule(model.module, types, idx, False, True, model.r_max, pad=False))
+    rng = np.random.default_rng(0)
+    pos = torch.as_tensor(atoms.positions) / 10.0
+    velocity = torch.as_tensor(rng.normal(0.0, 2e-4, pos.shape))  # nm per step, ~thermal H at 0.5 fs
+    for step in range(40):
+        pos = pos + velocity
+        e1, f1 = padded(pos, box)
+        if step % 10 == 0:
+            e2, f2 = plain(pos, box)
+            assert float(e1) == pytest.approx(float(e2), rel=1e-13, abs=1e-9)
+            assert torch.allclose(f1, f2, rtol=0, atol=1e-9)
+    assert padded.capacity > 0 and 1 <= padded.reallocations <= 3, padded.reallocations
+    e_ref, f_ref = _reference(model64, atoms.__class__(atoms.numbers, positions=pos.numpy() * 10.0, cell=atoms.cell, pbc=True))
+    assert float(e1) == pytest.approx(e_ref, rel=1e-10)
+    assert np.allclose(f1.numpy(), f_ref, atol=1e-6)

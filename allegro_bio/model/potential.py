@@ -12,6 +12,11 @@ LAMMPS call. Its contract (methods callable from Python and C++):
     virial [3, 3] eV float64)`` with virial W = −∂E/∂ε (symmetric; ASE stress = −W/V).
     Energy is the sum of ``atom_energy``; forces include those on neighbour-only atoms.
 
+``compute_padded(...)`` (same arguments and returns)
+    Keeps every pair (no cutoff filter), so the network's array shapes equal the input's: callers
+    that pad their pair buffer with fake pairs beyond the cutoff (which contribute exactly zero)
+    get stable shapes between MD steps. Every pair must be centred on a local atom.
+
 ``forward(pos, atom_type, edge_index, edge_shift, n_local)`` → ``atom_energy`` only.
 
 Large inputs are evaluated in chunks of centre atoms (``max_edges_per_chunk`` pairs at a
@@ -94,6 +99,30 @@ class AllegroPotential(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             i, j, vec = self._pairs(pos, atom_type, edge_index, edge_shift, n_local)
+        return self._evaluate(pos, atom_type, i, j, vec, n_local, compute_virial)
+
+    @torch.jit.export
+    def compute_padded(
+        self,
+        pos: torch.Tensor,
+        atom_type: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_shift: torch.Tensor,
+        n_local: int,
+        compute_virial: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`compute` without dropping pairs: every pair goes through the network, so array
+        shapes are exactly the input's (stable when the caller pads its pair buffer). Pairs beyond
+        their cutoff, e.g. padding pairs, contribute exactly zero (the envelope is 0 for r ≥ r_c).
+        Every pair must have its centre below ``n_local``."""
+        i, j = edge_index[0], edge_index[1]
+        vec = pos.index_select(0, j) - pos.index_select(0, i) + edge_shift.to(pos.dtype)
+        return self._evaluate(pos, atom_type, i, j, vec.detach(), n_local, compute_virial)
+
+    def _evaluate(
+        self, pos: torch.Tensor, atom_type: torch.Tensor, i: torch.Tensor, j: torch.Tensor, vec: torch.Tensor,
+        n_local: int, compute_virial: bool,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n_edges = i.shape[0]
         energies = torch.zeros(n_local, dtype=torch.float64, device=pos.device)
         forces = torch.zeros(pos.shape[0], 3, dtype=pos.dtype, device=pos.device)
