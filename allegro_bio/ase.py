@@ -28,7 +28,8 @@ class AllegroCalculator(Calculator):
     Parameters
     ----------
     model
-        Path of a deployed model file, a :class:`~allegro_bio.DeployedModel`, or an eager
+        Path of a deployed model file, the name of a packaged model (``None``: the default one,
+        see :mod:`allegro_bio.pretrained`), a :class:`~allegro_bio.DeployedModel`, or an eager
         :class:`~allegro_bio.model.AllegroPotential`.
     device
         Torch device, e.g. ``"cpu"`` or ``"cuda"``.
@@ -44,7 +45,7 @@ class AllegroCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
     default_parameters: dict[str, Any] = {}
 
-    def __init__(self, model: Any, device: str = "cpu", dtype: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, model: Any = None, device: str = "cpu", dtype: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.device = torch.device(device)
         self.model = as_model(model, device=self.device, dtype=dtype)

@@ -207,7 +207,13 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Deploye
 
 
 def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None):
-    """Resolve a path, :class:`DeployedModel` or eager :class:`AllegroPotential` to a ready model."""
+    """Resolve a model to a ready one: a file path, the name of a packaged model
+    (:mod:`allegro_bio.pretrained`), ``None`` (the default packaged model), a
+    :class:`DeployedModel` or an eager :class:`AllegroPotential`."""
+    if model is None or (isinstance(model, str) and not Path(model).exists() and "/" not in model and not model.endswith(".pt")):
+        from . import pretrained
+
+        model = pretrained.path(model)
     if isinstance(model, (str, os.PathLike)):
         model = load(model, device=device)
     elif isinstance(model, DeployedModel):
@@ -215,7 +221,8 @@ def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.
     elif isinstance(model, AllegroPotential):
         model = model.to(device)
     else:
-        raise TypeError(f"expected a model file path, DeployedModel or AllegroPotential, got {type(model).__name__}")
+        raise TypeError(f"expected a model file path, packaged model name, DeployedModel or AllegroPotential, got "
+                        f"{type(model).__name__}")
     if dtype is not None:
         dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
         if isinstance(model, DeployedModel):

@@ -127,7 +127,8 @@ def AllegroForce(
     Parameters
     ----------
     model
-        Path of a deployed model file, a :class:`~allegro_bio.DeployedModel` or an eager
+        Path of a deployed model file, the name of a packaged model (``None``: the default one,
+        see :mod:`allegro_bio.pretrained`), a :class:`~allegro_bio.DeployedModel` or an eager
         :class:`~allegro_bio.model.AllegroPotential`.
     topology
         ``openmm.app.Topology``; its elements are mapped to the model's types by symbol and its
