@@ -10,12 +10,32 @@ Quick use::
 Units: Å, eV, eV/Å, eV/Å³ (ASE); nm and kJ/mol at the OpenMM boundary.
 """
 
+from importlib import import_module as _import_module
+
 from ._version import __version__
 from .errors import AllegroError, ConfigError, InvalidStructureError, ModelFileError, UnknownElementError
-from .model import AllegroConfig, available_presets, build_model
-from .deploy import DeployedModel, load, save
-from .ase import AllegroCalculator
-from .openmm import AllegroForce, create_mixed_system
+
+# Heavy names (torch, e3nn, OpenMM) are imported on first use, so light entry points such as
+# the LAMMPS launcher's plugin-path lookup (allegro_bio.lammps.paths) do not import torch.
+_LAZY = {
+    "AllegroConfig": ".model", "available_presets": ".model", "build_model": ".model",
+    "DeployedModel": ".deploy", "load": ".deploy", "save": ".deploy",
+    "AllegroCalculator": ".ase",
+    "AllegroForce": ".openmm", "create_mixed_system": ".openmm",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(_import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'allegro_bio' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AllegroCalculator",

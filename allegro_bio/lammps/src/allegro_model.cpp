@@ -1,0 +1,244 @@
+/* allegro_bio LAMMPS plugin: loading and evaluating the deployed model with libtorch.
+   See allegro_model.h for the interface and the contract. */
+
+#include "allegro_model.h"
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/script.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace allegro_bio {
+
+namespace {
+
+const char *const kMetadataKeys[] = {"r_max",      "type_names", "num_types",         "model_dtype",
+                                     "per_edge_type_cutoff", "units", "format_version",
+                                     "allegro_bio_version"};
+
+std::vector<std::string> split(const std::string &text)
+{
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::string word;
+  while (in >> word) out.push_back(word);
+  return out;
+}
+
+double to_double(const std::string &text, const std::string &what, const std::string &path)
+{
+  try {
+    size_t used = 0;
+    double value = std::stod(text, &used);
+    if (used != text.size()) throw std::invalid_argument(text);
+    return value;
+  } catch (const std::exception &) {
+    throw std::runtime_error(path + ": bad '" + what + "' metadata value '" + text + "'");
+  }
+}
+
+}    // namespace
+
+struct AllegroModel::Impl {
+  torch::jit::Module module;
+  torch::Device device{torch::kCPU};
+  torch::Tensor zero_shift;    // cached [capacity, 3] zeros: LAMMPS ghosts are real images
+  torch::Tensor out_energy, out_forces;    // outputs kept alive for compute_device
+  torch::Tensor last_pos;                  // positions of the last compute_device call
+
+  torch::Tensor shifts(int64_t n_edges)
+  {
+    if (!zero_shift.defined() || zero_shift.size(0) < n_edges) {
+      int64_t cap = std::max<int64_t>(n_edges + n_edges / 20 + 16, 64);
+      zero_shift = torch::zeros({cap, 3}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+    }
+    return zero_shift.narrow(0, 0, n_edges);
+  }
+
+  void run(const torch::Tensor &pos, const torch::Tensor &types, const torch::Tensor &edge_index,
+           int64_t n_local, const char *method = "compute")
+  {
+    // compute() differentiates internally (torch.autograd.grad): gradients must stay on.
+    c10::InferenceMode no_inference(false);
+    torch::AutoGradMode grad_mode(true);
+    std::vector<c10::IValue> inputs{pos, types, edge_index, shifts(edge_index.size(1)),
+                                    c10::IValue(n_local), c10::IValue(false)};
+    c10::IValue out;
+    try {
+      out = module.get_method(method)(inputs);
+    } catch (const std::exception &e) {
+      throw std::runtime_error(std::string("the model's ") + method + "() failed: " + e.what());
+    }
+    auto result = out.toTuple();
+    out_energy = result->elements()[0].toTensor();
+    out_forces = result->elements()[1].toTensor();
+    if (out_energy.scalar_type() != torch::kFloat64 || out_forces.scalar_type() != torch::kFloat64)
+      throw std::runtime_error("the model's compute() did not return float64 energies and forces");
+    if (out_energy.dim() != 1 || out_energy.size(0) != n_local || out_forces.dim() != 2 ||
+        out_forces.size(0) != pos.size(0) || out_forces.size(1) != 3)
+      throw std::runtime_error("the model's compute() returned tensors of unexpected shape");
+    out_energy = out_energy.contiguous();
+    out_forces = out_forces.contiguous();
+  }
+};
+
+AllegroModel::AllegroModel() : impl_(new Impl) {}
+AllegroModel::~AllegroModel() = default;
+
+std::unique_ptr<AllegroModel> AllegroModel::load(const std::string &path, const std::string &device)
+{
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe.good())
+      throw std::runtime_error("cannot open model file '" + path +
+                               "' (missing or unreadable; write one with allegro_bio.save() or "
+                               "'allegro-bio deploy')");
+  }
+  std::unique_ptr<AllegroModel> model(new AllegroModel());
+  try {
+    model->impl_->device = torch::Device(device);
+  } catch (const std::exception &e) {
+    throw std::runtime_error("bad torch device '" + device + "': " + e.what());
+  }
+  torch::jit::ExtraFilesMap extra;
+  for (const char *key : kMetadataKeys) extra[key] = "";
+  try {
+    model->impl_->module = torch::jit::load(path, model->impl_->device, extra);
+  } catch (const std::exception &e) {
+    std::string what = e.what();
+    auto cut = what.find('\n');
+    throw std::runtime_error("'" + path +
+                             "' is not a readable TorchScript model file (corrupt or wrong "
+                             "format; write one with allegro_bio.save()): " +
+                             what.substr(0, cut));
+  }
+  model->impl_->module.eval();
+
+  ModelInfo &info = model->info_;
+  info.path = path;
+  if (extra["format_version"].empty())
+    throw std::runtime_error("'" + path +
+                             "' is a TorchScript file but not an allegro_bio model (no "
+                             "'format_version' metadata)");
+  info.format_version = static_cast<int>(to_double(extra["format_version"], "format_version", path));
+  info.package_version = extra["allegro_bio_version"];
+  if (info.format_version > kMaxFormatVersion)
+    throw std::runtime_error("'" + path + "' has model format " + extra["format_version"] +
+                             " (written by allegro_bio " + info.package_version +
+                             "); this plugin reads format <= " + std::to_string(kMaxFormatVersion) +
+                             ": rebuild it with 'allegro-bio lammps build' from a newer allegro_bio");
+  for (const char *key : {"r_max", "type_names", "num_types", "model_dtype", "per_edge_type_cutoff"})
+    if (extra[key].empty())
+      throw std::runtime_error("'" + path + "': metadata incomplete, missing '" + key + "'");
+  info.type_names = split(extra["type_names"]);
+  const int ntypes = static_cast<int>(to_double(extra["num_types"], "num_types", path));
+  if (static_cast<int>(info.type_names.size()) != ntypes || ntypes < 1)
+    throw std::runtime_error("'" + path + "': type_names '" + extra["type_names"] +
+                             "' disagrees with num_types " + extra["num_types"]);
+  info.r_max = to_double(extra["r_max"], "r_max", path);
+  for (const auto &word : split(extra["per_edge_type_cutoff"]))
+    info.cutoff.push_back(to_double(word, "per_edge_type_cutoff", path));
+  if (static_cast<int>(info.cutoff.size()) != ntypes * ntypes)
+    throw std::runtime_error("'" + path + "': per_edge_type_cutoff has " +
+                             std::to_string(info.cutoff.size()) + " values, expected " +
+                             std::to_string(ntypes * ntypes) + " (num_types squared)");
+  for (double c : info.cutoff)
+    if (!(c > 0.0) || c > info.r_max + 1e-12)
+      throw std::runtime_error("'" + path + "': per_edge_type_cutoff value " + std::to_string(c) +
+                               " outside (0, r_max]");
+  info.model_dtype = extra["model_dtype"];
+  if (info.model_dtype != "float32" && info.model_dtype != "float64")
+    throw std::runtime_error("'" + path + "': unknown model_dtype '" + info.model_dtype + "'");
+  info.units = extra["units"];
+  if (!info.units.empty() && info.units != "eV Angstrom")
+    throw std::runtime_error("'" + path + "': model units '" + info.units +
+                             "' are not 'eV Angstrom'");
+  if (!model->impl_->module.find_method("compute"))
+    throw std::runtime_error("'" + path +
+                             "': the network has no 'compute' method (not an allegro_bio potential)");
+  model->has_padded_ = static_cast<bool>(model->impl_->module.find_method("compute_padded"));
+  return model;
+}
+
+std::string AllegroModel::device_string() const
+{
+  return impl_->device.str();
+}
+
+void AllegroModel::set_num_threads(int n)
+{
+  if (n > 0) at::set_num_threads(n);
+}
+
+int AllegroModel::get_num_threads()
+{
+  return at::get_num_threads();
+}
+
+void AllegroModel::compute_host(const double *pos, const int64_t *types, int64_t n_all,
+                                const int64_t *edge_i, const int64_t *edge_j, int64_t n_edges,
+                                int64_t n_local, double *atom_energy, double *forces)
+{
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  // from_blob does not copy; compute() only reads its inputs.
+  torch::Tensor t_pos = torch::from_blob(const_cast<double *>(pos), {n_all, 3}, f64);
+  torch::Tensor t_types = torch::from_blob(const_cast<int64_t *>(types), {n_all}, i64);
+  torch::Tensor t_edges = torch::empty({2, n_edges}, i64);
+  if (n_edges > 0) {
+    std::memcpy(t_edges.data_ptr<int64_t>(), edge_i, sizeof(int64_t) * n_edges);
+    std::memcpy(t_edges.data_ptr<int64_t>() + n_edges, edge_j, sizeof(int64_t) * n_edges);
+  }
+  if (impl_->device.is_cpu()) {
+    impl_->run(t_pos, t_types, t_edges, n_local);
+  } else {
+    impl_->run(t_pos.to(impl_->device), t_types.to(impl_->device), t_edges.to(impl_->device),
+               n_local);
+  }
+  torch::Tensor e = impl_->out_energy.to(torch::kCPU).contiguous();
+  torch::Tensor f = impl_->out_forces.to(torch::kCPU).contiguous();
+  if (n_local > 0) std::memcpy(atom_energy, e.data_ptr<double>(), sizeof(double) * n_local);
+  if (n_all > 0) std::memcpy(forces, f.data_ptr<double>(), sizeof(double) * n_all * 3);
+}
+
+void AllegroModel::compute_device(const double *pos, const int64_t *types, int64_t n_all,
+                                  const int64_t *edges, int64_t n_edges, int64_t n_local,
+                                  bool use_padded_entry, const double **atom_energy,
+                                  const double **forces)
+{
+  if (use_padded_entry && !has_padded_)
+    throw std::runtime_error("the model file has no compute_padded() method (written by an older allegro_bio)");
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(impl_->device);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64).device(impl_->device);
+  torch::Tensor t_pos = torch::from_blob(const_cast<double *>(pos), {n_all, 3}, f64);
+  torch::Tensor t_types = torch::from_blob(const_cast<int64_t *>(types), {n_all}, i64);
+  torch::Tensor t_edges = torch::from_blob(const_cast<int64_t *>(edges), {2, n_edges}, i64);
+  impl_->run(t_pos, t_types, t_edges, n_local, use_padded_entry ? "compute_padded" : "compute");
+  impl_->last_pos = t_pos;
+  // the caller (Kokkos) reads the outputs on its own stream: finish torch's work first
+  if (impl_->device.is_cuda()) torch::cuda::synchronize(impl_->device.index());
+  *atom_energy = impl_->out_energy.data_ptr<double>();
+  *forces = impl_->out_forces.data_ptr<double>();
+}
+
+void AllegroModel::fdotr_virial(int64_t n_all, double virial[6])
+{
+  if (!impl_->last_pos.defined() || !impl_->out_forces.defined())
+    throw std::runtime_error("fdotr_virial() called before compute_device()");
+  torch::Tensor x = impl_->last_pos.narrow(0, 0, n_all);
+  torch::Tensor f = impl_->out_forces.narrow(0, 0, n_all);
+  torch::Tensor m = torch::mm(x.t(), f).to(torch::kCPU);    // m[a][b] = sum_i x_ia f_ib
+  auto w = m.accessor<double, 2>();
+  virial[0] = w[0][0];
+  virial[1] = w[1][1];
+  virial[2] = w[2][2];
+  virial[3] = w[0][1];
+  virial[4] = w[0][2];
+  virial[5] = w[1][2];
+}
+
+}    // namespace allegro_bio
