@@ -1,4 +1,4 @@
-"""The ``allegro-bio`` command: deploy, quickstart, bench."""
+"""The ``allegro-bio`` command: deploy, quickstart, bench, train, evaluate (and the subcommands of other modules)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    """Deploy a seeded model, evaluate a periodic water box with ASE, run a short NVE check."""
+    """Evaluate a periodic water box with the packaged model (or a seeded untrained one) in ASE, run a short NVE check."""
     import numpy as np
     from ase import units
     from ase.io import write
@@ -53,16 +53,27 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     import allegro_bio
     from allegro_bio.data import water_box
 
+    from allegro_bio import pretrained
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print("allegro-bio quickstart: the model below is a SEEDED, UNTRAINED network (no trained model ships yet);")
-    print("its energies are not chemistry. The run exercises the real pipeline: deploy -> load -> ASE -> MD.\n")
-    n_types = 5
-    model = allegro_bio.build_model(
-        "small", ["H", "C", "N", "O", "S"], seed=0, per_type_scale=(QUICKSTART_SCALE,) * n_types, zbl=False
-    )
-    path = allegro_bio.save(model, out / "model.pt", training_description="untrained quickstart model (seed 0)")
-    print(f"1. deployed {path} ({model.num_weights():,} weights)")
+    if args.untrained or not pretrained.available():
+        print("allegro-bio quickstart: the model below is a SEEDED, UNTRAINED network; its energies are not chemistry.")
+        print("The run exercises the real pipeline: deploy -> load -> ASE -> MD.\n")
+        n_types = 5
+        model = allegro_bio.build_model(
+            "small", ["H", "C", "N", "O", "S"], seed=0, per_type_scale=(QUICKSTART_SCALE,) * n_types, zbl=False
+        )
+        path = allegro_bio.save(model, out / "model.pt", training_description="untrained quickstart model (seed 0)")
+        print(f"1. deployed {path} ({model.num_weights():,} weights)")
+    else:
+        name = args.model or pretrained.DEFAULT
+        path = pretrained.path(name)
+        loaded = pretrained.load(name)
+        n_weights = sum(p.numel() for p in loaded.module.parameters())
+        print(f"allegro-bio quickstart with the packaged model '{name}' (GFN2-xTB-trained Allegro, {n_weights:,} weights;")
+        print(f"model card: {path.with_suffix('.md')})\n")
+        print(f"1. loaded {path}")
 
     atoms = water_box(tuple(args.repeat))
     atoms.calc = allegro_bio.AllegroCalculator(str(path))
@@ -119,16 +130,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", default="untrained (seeded initialisation)", help="training description metadata")
     p.set_defaults(func=cmd_deploy)
 
-    p = sub.add_parser("quickstart", help="deploy a seeded model, evaluate a water box with ASE and run a short NVE check")
+    p = sub.add_parser("quickstart", help="evaluate a water box with the packaged model (ASE) and run a short NVE check")
     p.add_argument("--out", default="quickstart", help="output directory (default: ./quickstart)")
     p.add_argument("--repeat", type=int, nargs=3, default=[2, 2, 2], help="copies of the 64-water box (default 2 2 2: 1,536 atoms)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--timestep", type=float, default=0.25, help="fs")
+    p.add_argument("--model", default=None, help="packaged model name (default: the default packaged model)")
+    p.add_argument("--untrained", action="store_true", help="use a seeded, untrained network instead of the packaged model")
     p.set_defaults(func=cmd_quickstart)
 
     from allegro_bio.bench import cli as bench_cli
 
     bench_cli.register(sub)
+    from allegro_bio.lammps import cli as lammps_cli
+    lammps_cli.register(sub)
+    from allegro_bio.datagen import cli as datagen_cli
+    datagen_cli.register(sub)
+    from allegro_bio.train import cli as train_cli
+
+    train_cli.register(sub)
+    from allegro_bio.md import cli as md_cli
+    md_cli.register(sub)
     return parser
 
 

@@ -425,3 +425,29 @@ def test_train_refuses_to_overwrite_a_run_and_resume_needs_one(xtb_files, tmp_pa
         Trainer(config_from_dict(_tiny_config(xtb_files, tmp_path / "run")), progress=False)
     with pytest.raises(ConfigError, match="nothing to resume"):
         Trainer(config_from_dict(_tiny_config(xtb_files, tmp_path / "other")), resume=True, progress=False)
+
+
+def test_mismatched_force_shape_is_reported(tmp_path):
+    from allegro_bio.train.data import check_frame
+
+    a = molecule("H2O")
+    a.calc = SinglePointCalculator(a, energy=0.0, forces=np.zeros((2, 3)))
+    a.info.update(source_file="f.db", frame_index=4)
+    with pytest.raises(DataError, match=r"f\.db, frame 4: forces have shape \(2, 3\), expected \(3, 3\)"):
+        check_frame(a)
+
+
+def test_lazy_spice_training_in_worker_processes(tmp_path):
+    """A SPICE file read lazily by a DataLoader worker process trains and deploys."""
+    write_spice(tmp_path / "spice.hdf5")
+    cfg = config_from_dict({
+        "run_dir": str(tmp_path / "run"), "model": dict(TINY_MODEL, type_names=["H", "C", "N", "O"]),
+        "data": {"train": str(tmp_path / "spice.hdf5"), "lazy": True, "num_workers": 1, "val_fraction": 0.3,
+                 "max_force": 0.25 * HARTREE / BOHR},
+        "optim": {"epochs": 1, "batch_size": 2, "threads": 1},
+    })
+    from allegro_bio.train import train
+
+    result = train(cfg, progress=False)
+    assert result.model_path.is_file() and result.epochs_run == 1
+    assert np.isfinite(result.metrics["val"]["forces_mae"])

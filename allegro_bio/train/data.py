@@ -10,6 +10,7 @@ Bad frames raise :class:`DataError` naming the file, the frame and (extxyz) the 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -160,11 +161,26 @@ def _results_of(atoms: Atoms, energy_key: str, forces_key: str) -> dict:
     return {k: v for k, v in results.items() if k in ("energy", "forces", "stress", "free_energy")}
 
 
+def _openers() -> dict:
+    import bz2
+    import gzip
+    import lzma
+
+    return {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+
+
+_OPENERS = _openers()
+
+
 def _read_extxyz(path: Path, energy_key: str, forces_key: str) -> list[Atoms]:
     from ase.io import read
 
     try:
-        frames = read(str(path), index=":", format="extxyz")
+        if path.suffix in _OPENERS:  # decompress once into memory: ASE's reader seeks, which is O(n²) on a compressed stream
+            with _OPENERS[path.suffix](path, "rt", encoding="utf-8") as fh:
+                frames = read(io.StringIO(fh.read()), index=":", format="extxyz")
+        else:
+            frames = read(str(path), index=":", format="extxyz")
     except Exception as exc:
         raise DataError(f"{path}: not a readable extended XYZ file: {exc}") from exc
     out, line = [], 1
