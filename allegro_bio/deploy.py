@@ -169,12 +169,17 @@ def _owner(module: torch.nn.Module, dotted: str) -> tuple[torch.nn.Module, str]:
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> DeployedModel:
-    """Load and validate a model file written by :func:`save`.
+    """Load and validate a model file written by :func:`save` (or a packaged model by name).
 
     Raises :class:`~allegro_bio.errors.ModelFileError` naming the file when it is missing,
     corrupt, not an allegro_bio model, or written by an incompatible format version.
     """
     path = Path(path)
+    if not path.is_file() and isinstance(path.name, str) and path.suffix != ".pt" and len(path.parts) == 1:
+        from . import pretrained
+
+        if path.name in pretrained.available():
+            path = pretrained.path(path.name)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     extra = {k: "" for k in METADATA_KEYS}
