@@ -175,11 +175,10 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Deploye
     corrupt, not an allegro_bio model, or written by an incompatible format version.
     """
     path = Path(path)
-    if not path.is_file() and isinstance(path.name, str) and path.suffix != ".pt" and len(path.parts) == 1:
-        from . import pretrained
+    if not path.exists() and path.suffix != ".pt" and len(path.parts) == 1:
+        from . import pretrained  # a bare name such as "allegro-bio-xtb-small": a packaged model
 
-        if path.name in pretrained.available():
-            path = pretrained.path(path.name)
+        path = pretrained.path(path.name)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     extra = {k: "" for k in METADATA_KEYS}
@@ -215,11 +214,11 @@ def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.
     """Resolve a model to a ready one: a file path, the name of a packaged model
     (:mod:`allegro_bio.pretrained`), ``None`` (the default packaged model), a
     :class:`DeployedModel` or an eager :class:`AllegroPotential`."""
-    if model is None or (isinstance(model, str) and not Path(model).exists() and "/" not in model and not model.endswith(".pt")):
+    if model is None:
         from . import pretrained
 
-        model = pretrained.path(model)
-    if isinstance(model, (str, os.PathLike)):
+        model = pretrained.path()
+    if isinstance(model, (str, os.PathLike)):  # a file, or a packaged model's name (resolved by load)
         model = load(model, device=device)
     elif isinstance(model, DeployedModel):
         model = model.to(device)

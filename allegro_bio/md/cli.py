@@ -10,10 +10,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from ..argtypes import positive_int
 
 SYSTEMS = ("water", "dhfr", "factor_ix", "stmv")
 
@@ -26,13 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="your protein (PDB/PDBx): PDBFixer completes and protonates it, then it is solvated")
     parser.add_argument("--model", default=None, metavar="PATH_OR_NAME",
                         help="deployed model file or packaged model name (default: the packaged model)")
-    parser.add_argument("--steps", type=_positive, default=1000, help="total MD steps (default: 1000)")
+    parser.add_argument("--steps", type=positive_int, default=1000, help="total MD steps (default: 1000)")
     parser.add_argument("--timestep", type=float, default=0.5, help="fs (default: 0.5; no constraints)")
     parser.add_argument("--temperature", type=float, default=300.0, help="K (default: 300)")
     parser.add_argument("--integrator", choices=["langevin", "nve"], default="langevin")
     parser.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default: 1)")
     parser.add_argument("--engine", choices=["openmm", "ase"], default="openmm")
-    parser.add_argument("--report-interval", type=_positive, default=50,
+    parser.add_argument("--report-interval", type=positive_int, default=50,
                         help="steps between frames, log rows, checkpoints and stability checks (default: 50)")
     parser.add_argument("--format", choices=["dcd", "xtc"], default="dcd", help="trajectory format (default: dcd)")
     parser.add_argument("--out", type=Path, default=Path("md_run"), help="output folder (default: ./md_run)")
@@ -46,15 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="K; stop when exceeded (default: max(2 × T, T + 300))")
     parser.add_argument("--platform", default="CPU", help="OpenMM platform (default: CPU)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=_positive, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:

@@ -20,8 +20,25 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _console_log(quiet: bool) -> None:
+    """Show the trainer's per-epoch lines and summary table on stdout (unless ``--quiet``)."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("allegro_bio.train")
+    if quiet or any(getattr(h, "_allegro_console", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler._allegro_console = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from . import load_config, resume, train
+
+    _console_log(args.quiet)
 
     overrides = _overrides(args.set)
     if args.resume:

@@ -169,15 +169,21 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
+def _reject_unknown(values: Mapping[str, Any], allowed: list[str], section: str | None) -> None:
+    """:class:`ConfigError` naming every unknown key (dotted with its section) and the allowed ones."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown and section is None:
+        raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {allowed}")
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'{section}.{k}' for k in unknown]}; allowed in '{section}': {allowed}")
+
+
 def _section(cls: type, name: str, values: Any, tuple_fields: tuple[str, ...] = ()) -> Any:
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
         raise ConfigError(f"section '{name}' must be a mapping of key: value, got {type(values).__name__}")
-    allowed = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {[f'{name}.{k}' for k in unknown]}; allowed in '{name}': {allowed}")
+    _reject_unknown(values, [f.name for f in dataclasses.fields(cls)], name)
     values = dict(values)
     for key in tuple_fields:
         if key in values and values[key] is not None:
@@ -251,10 +257,7 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"a training configuration is a mapping with sections {['run_dir', 'model', 'data', 'optim']}")
-    allowed = [f.name for f in dataclasses.fields(TrainConfig)]
-    unknown = sorted(set(raw) - set(allowed))
-    if unknown:
-        raise ConfigError(f"unknown top-level key(s) {unknown}; allowed: {allowed}")
+    _reject_unknown(raw, [f.name for f in dataclasses.fields(TrainConfig)], None)
     if "data" not in raw:
         raise ConfigError("the configuration needs a 'data' section with at least 'train: PATH'")
     data_raw = dict(raw["data"] or {})
@@ -266,10 +269,7 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     optim = _section(OptimConfig, "optim", raw.get("optim"), ("milestones",))
     model = dict(raw.get("model") or {"preset": "small"})
     model.setdefault("preset", "small")
-    model_keys = ["preset"] + [f.name for f in dataclasses.fields(AllegroConfig)]
-    unknown = sorted(set(model) - set(model_keys))
-    if unknown:
-        raise ConfigError(f"unknown key(s) {[f'model.{k}' for k in unknown]}; allowed in 'model': {model_keys}")
+    _reject_unknown(model, ["preset"] + [f.name for f in dataclasses.fields(AllegroConfig)], "model")
     cfg = TrainConfig(data=data, model=model, optim=optim, run_dir=str(raw.get("run_dir", "runs/allegro")),
                       description=str(raw.get("description", "")))
     return validate(cfg)

@@ -9,6 +9,9 @@ Run directory layout (``cfg.run_dir``)::
     model.pt           the deployed best (EMA) model, metrics and data description in its metadata
     parity_val.png, parity_test.png, summary.json
 
+Per-epoch lines and the final summary table go to the ``allegro_bio.train.trainer`` logger (the
+``allegro-bio train`` command shows them on the console); progress bars to stderr (tqdm).
+
 Exact resume: the batch order of epoch e is a permutation drawn from (seed, e), and a checkpoint
 records how many batches of the current epoch are done, so a run killed at any point and resumed
 from its last checkpoint repeats exactly the steps an uninterrupted run takes.
@@ -414,10 +417,8 @@ class Trainer:
                "val_forces_mae": m.get("forces_mae", math.nan), "val_forces_rmse": m.get("forces_rmse", math.nan),
                "seconds": seconds}
         self.history.append(row)
-        if self.progress:
-            print(f"epoch {row['epoch']:>4}  train {train_loss:.4g}  val {val_loss:.4g}  "
-                  f"F MAE {row['val_forces_mae']:.4f} eV/Å  E MAE {row['val_energy_mae'] * 1e3:.2f} meV/atom  "
-                  f"lr {lr:.2e}  {seconds:.1f} s", flush=True)
+        log.info("epoch %4d  train %.4g  val %.4g  F MAE %.4f eV/Å  E MAE %.2f meV/atom  lr %.2e  %.1f s",
+                 row["epoch"], train_loss, val_loss, row["val_forces_mae"], row["val_energy_mae"] * 1e3, lr, seconds)
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(val_loss)
         elif self.scheduler is not None:
@@ -468,10 +469,8 @@ class Trainer:
         path = save(best, self.run_dir / "model.pt", training_description=json.dumps(description),
                     allow_tf32=bool(cfg.optim.tf32))
         (self.run_dir / "summary.json").write_text(json.dumps(description, indent=2))
-        if self.progress:
-            print(f"\n{self.stopped_because}; best validation loss {self.best_val:.4g}")
-            print(format_table(results, cfg.type_names))
-            print(f"deployed {path}")
+        log.info("%s; best validation loss %.4g\n%s\ndeployed %s", self.stopped_because, self.best_val,
+                 format_table(results, cfg.type_names), path)
         return TrainResult(self.run_dir, path, results, self.stats, self.epoch, self.stopped_because)
 
 
