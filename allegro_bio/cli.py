@@ -35,6 +35,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     """Build a seeded (untrained) model from a preset and write the deployed file."""
     import allegro_bio
 
+    if args.source is not None:
+        from allegro_bio.deploy import redeploy
+
+        path = redeploy(args.source, args.out)
+        print(f"wrote {path}: the weights, config and training description of {args.source} in this version's network code")
+        return 0
     model = allegro_bio.build_model(args.preset, args.types, seed=args.seed, dtype=args.dtype, **_overrides(args.set))
     path = allegro_bio.save(model, args.out, training_description=args.description)
     print(f"wrote {path}  ({args.preset} preset, types {' '.join(model.type_names)}, {model.num_weights():,} weights, "
@@ -119,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"allegro-bio {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("deploy", help="write a deployed model file (from a preset, seeded and untrained)")
+    p = sub.add_parser("deploy", help="write a deployed model file (from a preset, seeded and untrained; or --from an older file)")
     p.add_argument("out", help="output model file, e.g. model.pt")
     p.add_argument("--preset", default="small", choices=available_presets())
     p.add_argument("--types", nargs="+", default=["H", "C", "N", "O", "S"], help="element symbols, in type order")
@@ -128,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help='override a config field (JSON value), e.g. --set r_max=5.0 --set \'per_edge_type_cutoff={"H": 3.0}\'')
     p.add_argument("--description", default="untrained (seeded initialisation)", help="training description metadata")
+    p.add_argument("--from", dest="source", default=None, metavar="MODEL",
+                   help="re-write the existing model file MODEL with this version's network code (same weights and "
+                   "metadata; files from older versions then run at this version's speed); the other options are ignored")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("quickstart", help="evaluate a water box with the packaged model (ASE) and run a short NVE check")

@@ -6,9 +6,16 @@ import argparse
 import json
 
 import numpy as np
+import pytest
+import torch
 from ase.neighborlist import neighbor_list
 
+import allegro_bio
+import allegro_bio.errors
+
 from allegro_bio.bench import build_case, cli
+from allegro_bio.bench.flops import flops_per_pair
+from allegro_bio.bench.peer import peer_available
 from allegro_bio.bench.run import count_pairs, measure_case_isolated
 from allegro_bio.model import preset_config
 from allegro_bio.neighbors import build_graph, type_indices
@@ -37,7 +44,68 @@ def test_bench_cli_water192(tmp_path, capsys):
     assert np.isclose(rec["atom_steps_per_s"], 192 / (rec["median_ms"] / 1e3))
     assert np.isclose(rec["pairs_per_s"], rec["n_pairs"] / (rec["median_ms"] / 1e3))
     assert 50 < rec["peak_rss_mb"] < 8000
+    assert rec["eval_peak_mb"] is None or 0 <= rec["eval_peak_mb"] < rec["peak_rss_mb"]
+    assert rec["flops_per_pair"] == flops_per_pair(preset_config("small", TYPES))["total"]
+    assert 0 < rec["fraction_of_matmul_peak"] < 1.5 and rec["matmul_peak_flops"] > 1e9
+    assert "ratio_vs_peer" not in rec  # only with --peer
     assert "water192" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preset", ["small", "paper"])
+def test_flop_count_matches_torch_profiler(preset):
+    """The analytic FLOPs per pair (used for the achieved-FLOP/s figure) against torch's own count
+    of one energy+forces evaluation (matmul, bmm, mul, add kernels) of water192."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = allegro_bio.build_model(preset, TYPES, seed=0).requires_grad_(False)
+    atoms = build_case("water192")
+    graph = build_graph(atoms.positions, atoms.cell.array, atoms.pbc, 4.0)
+    types = type_indices(atoms.numbers, TYPES)
+    n_pairs = count_pairs(atoms.positions, types, graph, model.cutoff_matrix.numpy())
+    args = (torch.as_tensor(atoms.positions), torch.as_tensor(types), torch.as_tensor(graph.edge_index),
+            torch.as_tensor(graph.shift))
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
+        model.compute(*args, len(atoms), False)
+    counted = sum(e.flops for e in prof.key_averages()) / n_pairs
+    assert counted == pytest.approx(flops_per_pair(model.config)["total"], rel=0.05)
+
+
+def test_peer_mapping_keeps_hyperparameters():
+    """The reference gets our widths: the paper preset's two-body MLP is made expressible on both sides."""
+    from allegro_bio.bench.peer import peer_expressible, peer_model_kwargs
+
+    small = preset_config("small", TYPES)
+    assert peer_expressible(small) == small
+    paper = peer_expressible(preset_config("paper", TYPES))
+    assert paper.two_body_mlp == (128, 512, 512, 1024) and paper.latent_mlp == (1024, 1024, 1024)
+    kw = peer_model_kwargs(paper)
+    assert (kw["num_layers"], kw["num_tensor_features"], kw["l_max"], kw["parity"]) == (2, 64, 2, True)
+    assert (kw["num_scalar_features"], kw["allegro_mlp_hidden_layers_depth"], kw["allegro_mlp_hidden_layers_width"]) == (1024, 2, 1024)
+    assert (kw["radial_chemical_embed_dim"], kw["scalar_embed_mlp_hidden_layers_depth"]) == (128, 2)
+    assert kw["per_edge_type_cutoff"] == {"H": {"H": 3.0, "C": 1.25, "O": 1.25}, "O": {"H": 3.0}}
+    assert kw["pair_potential"]["chemical_species"] == TYPES and kw["model_dtype"] == "float32"
+    with pytest.raises(allegro_bio.errors.ConfigError, match="one width"):
+        peer_model_kwargs(preset_config("paper", TYPES))
+
+
+@pytest.mark.skipif(not peer_available(), reason="reference implementation not installed (pip install '.[peer]')")
+def test_side_by_side_with_the_reference(tmp_path):
+    """--peer: ours and the reference's two forms on the same structure, same pairs, with ratios."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["bench", "--cases", "water192", "--repeats", "1", "--peer", "--json", str(out),
+                              "--plot", str(tmp_path / "scaling.png")])
+    assert args.func(args) == 0
+    recs = json.loads(out.read_text())
+    assert {(r["implementation"], r["form"]) for r in recs} == {
+        ("allegro_bio", "eager"), ("allegro_bio", "torchscript"), ("nequip-allegro", "eager"), ("nequip-allegro", "torchscript")}
+    assert len({r["n_pairs"] for r in recs}) == 1  # the same ordered pairs within the cutoffs
+    ours = [r for r in recs if r["implementation"] == "allegro_bio"]
+    best_peer = min(r["median_ms"] for r in recs if r["implementation"] == "nequip-allegro")
+    for r in ours:
+        assert r["ratio_vs_peer"] == pytest.approx(best_peer / r["median_ms"]) and r["virial"] is True
+    assert (tmp_path / "scaling.png").stat().st_size > 10_000
 
 
 def test_per_pair_cutoff_count_matches_ase():
@@ -52,6 +120,6 @@ def test_per_pair_cutoff_count_matches_ase():
 
 
 def test_failed_case_is_reported():
-    rec = measure_case_isolated("water192", preset="no-such-preset", repeats=1)
+    (rec,) = measure_case_isolated("water192", preset="no-such-preset", repeats=1)
     assert rec["status"] == "failed" and "no-such-preset" in rec["error"]
     assert rec["median_ms"] is None and rec["case"] == "water192"

@@ -13,6 +13,7 @@ import torch
 import allegro_bio
 from allegro_bio.errors import ModelFileError
 from allegro_bio.inference import evaluate
+from allegro_bio.model import clone
 
 from conftest import organic
 
@@ -28,11 +29,16 @@ def test_metadata_keys(model_files):
 
 
 def test_round_trip_is_exact(eager64, model_files):
+    """The file is the eager model in inference mode (frozen weights) bit for bit. Trainable
+    weights make autograd take other (slower) kernels: equal to float64 rounding."""
     a = organic()
-    ref = evaluate(eager64, a.positions, a.numbers, np.zeros((3, 3)), False)
+    frozen = clone(eager64).requires_grad_(False)
+    ref = evaluate(frozen, a.positions, a.numbers, np.zeros((3, 3)), False)
     got = evaluate(allegro_bio.load(model_files["float64"]), a.positions, a.numbers, np.zeros((3, 3)), False)
     assert got.energy == ref.energy
     np.testing.assert_array_equal(got.forces, ref.forces)
+    trainable = evaluate(eager64, a.positions, a.numbers, np.zeros((3, 3)), False)
+    np.testing.assert_allclose(got.forces, trainable.forces, rtol=1e-11, atol=1e-11)
 
 
 def test_loads_in_fresh_process_without_allegro_bio(model_files, eager64, tmp_path):
@@ -117,3 +123,20 @@ def test_calculator_dtype_option_upcasts_an_eager_float32_model(eager32, eager64
     ref = evaluate(eager64, a.positions, a.numbers, np.zeros((3, 3)), False)
     assert a.get_potential_energy() == pytest.approx(ref.energy, rel=1e-6)  # same seed, weights rounded to float32
     assert eager32.net.two_body.net[0].weight.dtype == torch.float32  # the caller's model is untouched
+
+
+def test_redeploy_keeps_weights_and_metadata(eager64, model_files, tmp_path, capsys):
+    """`allegro-bio deploy --from OLD NEW`: same outputs and description, this version's code."""
+    from allegro_bio.cli import main
+
+    new = tmp_path / "new.pt"
+    assert main(["deploy", "--from", str(model_files["float64"]), str(new)]) == 0
+    old_m, new_m = allegro_bio.load(model_files["float64"]), allegro_bio.load(new)
+    assert new_m.metadata["training_description"] == old_m.metadata["training_description"]
+    assert new_m.config == old_m.config
+    a = organic()
+    ref = evaluate(old_m, a.positions, a.numbers, np.zeros((3, 3)), False)
+    got = evaluate(new_m, a.positions, a.numbers, np.zeros((3, 3)), False)
+    assert got.energy == pytest.approx(ref.energy, rel=1e-13)
+    np.testing.assert_allclose(got.forces, ref.forces, rtol=1e-11, atol=1e-11)
+    assert "wrote" in capsys.readouterr().out

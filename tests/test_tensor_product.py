@@ -23,11 +23,11 @@ def _e3nn_irreps(irreps, mul):
 
 
 def _to_e3nn(x: torch.Tensor, irreps) -> torch.Tensor:
-    """[P, C, Σ(2ℓ+1)] strided → e3nn layout [P, Σ C·(2ℓ+1)] (irrep-major, channel, m)."""
+    """[P, Σ(2ℓ+1), C] strided channel-last → e3nn layout [P, Σ C·(2ℓ+1)] (irrep-major, channel, m)."""
     out, k = [], 0
     for ir in irreps:
         d = irrep_dim(ir)
-        out.append(x[:, :, k : k + d].reshape(x.shape[0], -1))
+        out.append(x[:, k : k + d, :].transpose(1, 2).reshape(x.shape[0], -1))
         k += d
     return torch.cat(out, dim=1)
 
@@ -40,8 +40,8 @@ def test_fused_tensor_product_matches_e3nn_path_by_path(l_max, parity, num_layer
         tp = FusedTensorProduct(plan, c).double()
         with torch.no_grad():
             tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
-        v = torch.randn(p, c, sum(irrep_dim(i) for i in plan.irreps_in), dtype=torch.float64)
-        env = torch.randn(p, c, sum(irrep_dim(i) for i in plan.irreps_env), dtype=torch.float64)
+        v = torch.randn(p, sum(irrep_dim(i) for i in plan.irreps_in), c, dtype=torch.float64)
+        env = torch.randn(p, sum(irrep_dim(i) for i in plan.irreps_env), c, dtype=torch.float64)
         ours = tp(v, env)
         n_s = len(plan.scalar_paths)
         # reference: e3nn "uuu" instructions, one per path; each scalar path into its own 0e output
@@ -57,17 +57,21 @@ def test_fused_tensor_product_matches_e3nn_path_by_path(l_max, parity, num_layer
         torch.testing.assert_close(_to_e3nn(ours, irreps_out), ref, atol=1e-12, rtol=1e-12)
 
 
-def test_contraction_orders_agree():
-    plan = plan_layers(2, True, 2)[0]
-    tp = FusedTensorProduct(plan, 3).double()
-    v = torch.randn(5, 3, tp.d_in, dtype=torch.float64)
-    env = torch.randn(5, 3, tp.d_env, dtype=torch.float64)
+@pytest.mark.parametrize("l_max,layer", [(1, 0), (1, 1), (2, 0), (2, 1)])
+def test_dense_and_sparse_contractions_agree(l_max, layer):
+    """Both contraction forms give the same product and the same gradients of V and env."""
+    tp = FusedTensorProduct(plan_layers(l_max, True, 2)[layer], 3).double()
+    with torch.no_grad():
+        tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
+    v = torch.randn(5, tp.d_in, 3, dtype=torch.float64, requires_grad=True)
+    env = torch.randn(5, tp.d_env, 3, dtype=torch.float64, requires_grad=True)
     results = []
-    for order in range(3):
-        tp.order = order
-        results.append(tp(v, env))
-    for r in results[1:]:
-        torch.testing.assert_close(r, results[0], atol=1e-12, rtol=1e-12)
+    for sparse in (False, True):
+        tp.sparse = sparse
+        out = tp(v, env)
+        results.append((out, *torch.autograd.grad((out * out).sum(), [v, env])))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
 def test_last_layer_keeps_only_scalar_paths():

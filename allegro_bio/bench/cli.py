@@ -33,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the records as JSON to PATH")
     parser.add_argument("--seed", type=int, default=0, help="seed of the (untrained) model weights (default: 0)")
+    parser.add_argument("--peer", action="store_true",
+                        help="also time the reference implementation (nequip + nequip-allegro, pip install "
+                        "'allegro_bio[peer]') at the same hyperparameters, side by side, and print our/peer ratios")
+    parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript"], default=None, metavar="FORM",
+                        help="our forms to time: eager and/or torchscript (the deployed file) (default: eager; "
+                        "with --peer: both)")
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                        help="write a plot of time per atom against atoms to PNG")
     omm = parser.add_argument_group("OpenMM throughput (--openmm; small preset, float32, CPU model)")
     omm.add_argument("--openmm", action="store_true",
                      help="time OpenMM Verlet steps (0.5 fs) of a whole-system AllegroForce instead of raw energy+forces")
@@ -71,10 +79,22 @@ def main(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda requested but torch sees no CUDA device")
         return 2
+    if args.peer:
+        from .peer import peer_available
+
+        if not peer_available():
+            print("error: --peer needs the reference implementation: pip install 'allegro_bio[peer]' "
+                  "(nequip, nequip-allegro)")
+            return 2
     cases = args.cases or list(CASE_NAMES)
+    forms = args.forms or (["eager", "torchscript"] if args.peer else ["eager"])
     records = run_bench(args.preset, cases, dtype=args.dtype, device=args.device, repeats=args.repeats,
-                        threads=args.threads, seed=args.seed)
+                        threads=args.threads, seed=args.seed, peer=args.peer, forms=forms)
     print(format_table(records))
+    if args.plot is not None:
+        from .plot import plot_scaling
+
+        print(f"wrote {plot_scaling(records, args.plot)}")
     return _finish(args, records)
 
 

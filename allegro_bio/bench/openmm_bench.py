@@ -101,7 +101,7 @@ def measure_openmm(
 
     if threads is not None:
         torch.set_num_threads(threads)
-    raw = measure_case(case, "small", "float32", "cpu", repeats=raw_repeats, threads=threads, seed=seed)
+    raw = measure_case(case, "small", "float32", "cpu", repeats=raw_repeats, threads=threads, seed=seed)[0]
     atoms = build_case(case)
     if warmup is None:
         warmup = 2 if len(atoms) <= SMALL_ATOMS else 1

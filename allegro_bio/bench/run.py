@@ -16,13 +16,15 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from ..model import build_model
+from ..model import build_from_config, preset_config
 from ..neighbors import Graph, build_graph, type_indices
 from .cases import CASE_NAMES, build_case
 
 #: Species of the benchmarked model, in type order.
 TYPE_NAMES: list[str] = ["H", "C", "N", "O", "S"]
 IMPLEMENTATION = "allegro_bio"
+#: The reference implementation (nequip + nequip-allegro), see :mod:`.peer`.
+PEER_IMPLEMENTATION = "nequip-allegro"
 
 Record = dict[str, Any]
 
@@ -53,8 +55,8 @@ def count_pairs(positions: np.ndarray, types: np.ndarray, graph: Graph, cutoff_m
 
 def _base(case: str, preset: str, dtype: str, device: str, threads: int | None = None) -> Record:
     return {
-        "implementation": IMPLEMENTATION, "preset": preset, "case": case, "dtype": dtype, "device": device,
-        "torch_version": torch.__version__, "threads": threads or torch.get_num_threads(),
+        "implementation": IMPLEMENTATION, "form": "eager", "preset": preset, "case": case, "dtype": dtype,
+        "device": device, "torch_version": torch.__version__, "threads": threads or torch.get_num_threads(),
     }
 
 
@@ -66,16 +68,74 @@ def failed_record(case: str, preset: str, dtype: str, device: str, error: str, t
     return rec
 
 
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS (Linux ≥ 4.0); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def evaluation_memory_mb(evaluate: Callable[[], Any]) -> float | None:
+    """Peak resident memory (MB) one call of ``evaluate`` adds to the process (None if not measurable).
+
+    Meaningful before :func:`allegro_bio.runtime.keep_freed_memory` is applied: afterwards freed
+    memory stays in the heap and a later call reuses it instead of adding to the peak.
+    """
+    if not _reset_peak_rss():
+        return None
+    before = _rss_mb()
+    evaluate()
+    return peak_rss_mb() - before
+
+
+class _Timed:
+    """One implementation under test: how to call it once, and what it evaluates."""
+
+    def __init__(self, implementation: str, form: str, evaluate: Callable[[], Any], n_pairs: int, extra: Record) -> None:
+        self.implementation, self.form, self.evaluate, self.n_pairs, self.extra = implementation, form, evaluate, n_pairs, extra
+        self.times: list[float] = []
+        self.eval_mb: float | None = None
+
+
 def measure_case(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
-    threads: int | None = None, seed: int = 0,
-) -> Record:
-    """Benchmark one case in this process: neighbour list once, then 1 warm-up + ``repeats`` timed
-    energy+forces evaluations (autograd on, no virial). Returns one record (see module doc for units)."""
+    threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
+) -> list[Record]:
+    """Benchmark one case in this process; one record per implementation and form.
+
+    Ours in each of ``forms`` (``"eager"``: the ``AllegroPotential``; ``"torchscript"``: the
+    deployed, scripted file as ASE/OpenMM/LAMMPS run it) and, with ``peer``, the reference in its
+    eager and TorchScript forms at the same hyperparameters (see :mod:`.peer`). Weights are
+    frozen (inference). Steps: neighbour list once; one evaluation each with the default malloc
+    to measure the memory it adds (``eval_peak_mb``); then
+    :func:`~allegro_bio.runtime.keep_freed_memory`, 2 warm-up rounds and ``repeats`` timed
+    rounds, the implementations taking turns within each round so that load changes on a
+    shared machine hit all of them alike. Autograd forces, no virial, unless ``peer`` (the
+    reference always computes the stress of a periodic cell, so then ours does too).
+    """
+    from ..runtime import keep_freed_memory
+    from .flops import flops_per_pair, matmul_peak_flops
+
     if threads is not None:
         torch.set_num_threads(threads)
     atoms = build_case(case)
-    model = build_model(preset, type_names=TYPE_NAMES, seed=seed, dtype=dtype).to(device)
+    config = preset_config(preset, TYPE_NAMES, dtype=dtype)
+    if peer:
+        from .peer import peer_expressible
+
+        config = peer_expressible(config)
+    model = build_from_config(config, seed=seed).to(device).requires_grad_(False)
     positions, cell, pbc = atoms.get_positions(), atoms.cell.array, atoms.pbc
 
     t0 = time.perf_counter()
@@ -83,7 +143,6 @@ def measure_case(
     nl_ms = 1e3 * (time.perf_counter() - t0)
     types = type_indices(atoms.numbers, model.type_names)
     n_pairs = count_pairs(positions, types, graph, model.cutoff_matrix.cpu().numpy())
-
     n = len(atoms)
     args = (
         torch.as_tensor(positions, device=device),
@@ -91,30 +150,78 @@ def measure_case(
         torch.as_tensor(graph.edge_index, device=device),
         torch.as_tensor(graph.shift, device=device),
     )
+    virial = bool(peer)
+    timed: list[_Timed] = []
+    for form in forms:
+        net = model if form == "eager" else _scripted(model)
+        timed.append(_Timed(IMPLEMENTATION, form, (lambda net=net: net.compute(*args, n, virial)), n_pairs,
+                            {"n_pairs_rmax": int(graph.edge_index.shape[1]), "nl_ms": nl_ms,
+                             "num_weights": model.num_weights(), "chunk_pairs": model.max_edges_per_chunk}))
+    if peer:
+        from .peer import FORMS, build_peer, peer_evaluator, peer_inputs, peer_version
+
+        data = peer_inputs(atoms, config, device)
+        for form in FORMS:
+            net = build_peer(config, seed=seed, form=form, device=device)
+            timed.append(_Timed(PEER_IMPLEMENTATION, form, peer_evaluator(net, data), int(data["edge_index"].shape[1]),
+                                {"num_weights": sum(p.numel() for p in net.parameters()), "peer_version": peer_version()}))
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
 
-    def evaluate() -> float:
+    def run(t: _Timed) -> float:
         sync()
         start = time.perf_counter()
         with torch.enable_grad():
-            model.compute(*args, n, False)
+            t.evaluate()
         sync()
         return time.perf_counter() - start
 
-    evaluate()  # warm-up
-    times = [evaluate() for _ in range(repeats)]
-    median_s = statistics.median(times)
-    rec = _base(case, preset, dtype, device)
-    rec.update(
-        n_atoms=n, n_pairs=n_pairs, n_pairs_rmax=int(graph.edge_index.shape[1]),
-        median_ms=1e3 * median_s, atom_steps_per_s=n / median_s, pairs_per_s=n_pairs / median_s,
-        nl_ms=nl_ms, peak_rss_mb=peak_rss_mb(), times_ms=[1e3 * t for t in times], repeats=repeats,
-        num_weights=model.num_weights(), chunk_pairs=model.max_edges_per_chunk, seed=seed,
-        cpu_count=os.cpu_count(), load_avg_1min=os.getloadavg()[0], status="ok", error=None,
-    )
-    if torch.device(device).type == "cuda":
-        rec["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return rec
+    for t in timed:  # first call: memory it adds, with the default malloc (also a warm-up)
+        t.eval_mb = evaluation_memory_mb(lambda t=t: run(t))
+    keep_freed_memory()
+    for _ in range(2):  # TorchScript's profiling executor optimises on its second call
+        for t in timed:
+            run(t)
+    for _ in range(repeats):
+        for t in timed:
+            t.times.append(run(t))
+    peak_flops = matmul_peak_flops(device=device, dtype=torch.float32 if dtype == "float32" else torch.float64)
+    flops = flops_per_pair(config)["total"]
+
+    records = []
+    for t in timed:
+        median_s = statistics.median(t.times)
+        rec = _base(case, preset, dtype, device)
+        rec.update(
+            implementation=t.implementation, form=t.form, n_atoms=n, n_pairs=t.n_pairs,
+            median_ms=1e3 * median_s, atom_steps_per_s=n / median_s, pairs_per_s=t.n_pairs / median_s,
+            eval_peak_mb=t.eval_mb, bytes_per_pair=None if t.eval_mb is None else t.eval_mb * 2**20 / max(t.n_pairs, 1),
+            peak_rss_mb=peak_rss_mb(), times_ms=[1e3 * x for x in t.times], repeats=repeats, virial=virial,
+            two_body_mlp=list(config.two_body_mlp), seed=seed, cpu_count=os.cpu_count(),
+            load_avg_1min=os.getloadavg()[0], status="ok", error=None, **t.extra,
+        )
+        if t.implementation == IMPLEMENTATION:
+            rec.update(flops_per_pair=flops, achieved_flops=flops * t.n_pairs / median_s, matmul_peak_flops=peak_flops,
+                       fraction_of_matmul_peak=flops * t.n_pairs / median_s / peak_flops)
+        if torch.device(device).type == "cuda":
+            rec["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        records.append(rec)
+    peers = [r for r in records if r["implementation"] == PEER_IMPLEMENTATION]
+    if peers:
+        best = min(peers, key=lambda r: r["median_ms"])
+        for r in records:
+            r["peer_best_form"] = best["form"]
+            r["ratio_vs_peer"] = best["median_ms"] / r["median_ms"] if r["implementation"] == IMPLEMENTATION else None
+    return records
+
+
+def _scripted(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    """``model`` as deployed: saved to a model file and loaded back (scripted, frozen weights)."""
+    import tempfile
+
+    from ..deploy import load, save
+
+    with tempfile.TemporaryDirectory(prefix="allegro-bench-") as tmp:
+        return load(save(model, os.path.join(tmp, "model.pt"))).module
 
 
 def _child(conn: Any, measure: Callable[..., Record], failed: Callable[[dict[str, Any], str], Record],
@@ -127,8 +234,7 @@ def _child(conn: Any, measure: Callable[..., Record], failed: Callable[[dict[str
     conn.close()
 
 
-def run_isolated(measure: Callable[..., Record], failed: Callable[[dict[str, Any], str], Record],
-                 kwargs: dict[str, Any]) -> Record:
+def run_isolated(measure: Callable[..., Any], failed: Callable[[dict[str, Any], str], Any], kwargs: dict[str, Any]) -> Any:
     """``measure(**kwargs)`` in a fresh spawned process (so peak memory is its own); an exception,
     crash or kill (e.g. by the out-of-memory killer) gives ``failed(kwargs, why)`` instead of ending
     the run. ``measure`` and ``failed`` must be module-level functions (they are pickled)."""
@@ -138,7 +244,7 @@ def run_isolated(measure: Callable[..., Record], failed: Callable[[dict[str, Any
     proc.start()
     send.close()
     try:
-        rec: Record = receive.recv()
+        rec = receive.recv()
     except EOFError:
         proc.join()
         why = " (SIGKILL: out of memory?)" if proc.exitcode == -9 else ""
@@ -147,25 +253,28 @@ def run_isolated(measure: Callable[..., Record], failed: Callable[[dict[str, Any
     return rec
 
 
-def _failed(kwargs: dict[str, Any], error: str) -> Record:
+def _failed(kwargs: dict[str, Any], error: str) -> list[Record]:
     keys = ("case", "preset", "dtype", "device")
-    return failed_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"])
+    return [failed_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"])]
 
 
 def measure_case_isolated(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
-    threads: int | None = None, seed: int = 0,
-) -> Record:
+    threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
+) -> list[Record]:
     """:func:`measure_case` in a fresh spawned process (see :func:`run_isolated`)."""
-    kwargs = dict(case=case, preset=preset, dtype=dtype, device=device, repeats=repeats, threads=threads, seed=seed)
+    kwargs = dict(case=case, preset=preset, dtype=dtype, device=device, repeats=repeats, threads=threads, seed=seed,
+                  peer=peer, forms=tuple(forms))
     return run_isolated(measure_case, _failed, kwargs)
 
 
 def run_bench(
     preset: str = "small", cases: Iterable[str] = CASE_NAMES, dtype: str = "float32", device: str = "cpu",
     repeats: int = 5, threads: int | None = None, seed: int = 0, isolate: bool = True, progress: bool = True,
+    peer: bool = False, forms: Iterable[str] = ("eager",),
 ) -> list[Record]:
-    """Benchmark ``cases`` one after another (each in its own process if ``isolate``); one record per case."""
+    """Benchmark ``cases`` one after another (each in its own process if ``isolate``); records of
+    every case, implementation and form (see :func:`measure_case`)."""
     from tqdm.auto import tqdm
 
     records: list[Record] = []
@@ -173,28 +282,39 @@ def run_bench(
     for case in bar:
         bar.set_postfix_str(case)
         measure = measure_case_isolated if isolate else measure_case
-        records.append(measure(case, preset, dtype, device, repeats, threads, seed))
+        records.extend(measure(case, preset, dtype, device, repeats, threads, seed, peer, tuple(forms)))
     return records
 
 
 def format_table(records: list[Record]) -> str:
-    """A fixed-width text table of records (ms per evaluation, rates per second, memory in MB)."""
-    head = ("case", "atoms", "pairs<rmax", "pairs<rc", "NL ms", "ms/eval", "atom-steps/s", "pairs/s", "peak RSS MB")
+    """A fixed-width text table of records (ms per evaluation, rates per second, memory in MB;
+    ``B/pair``: memory one evaluation adds per ordered pair; ``%peak``: achieved FLOP/s of the
+    counted matmul work over this machine's dense matmul FLOP/s; ``×peer``: speed-up over the
+    reference's faster form)."""
+    head = ("case", "impl", "form", "atoms", "pairs", "ms/eval", "atom-steps/s", "pairs/s", "B/pair", "%peak", "×peer",
+            "peak RSS MB")
     rows = [head]
     failures = []
     for r in records:
         if r["status"] != "ok":
             failures.append(f"{r['case']}: FAILED: {r['error']}")
             continue
+        bpp, frac, ratio = r.get("bytes_per_pair"), r.get("fraction_of_matmul_peak"), r.get("ratio_vs_peer")
         rows.append((
-            r["case"], f"{r['n_atoms']:,}", f"{r['n_pairs_rmax']:,}", f"{r['n_pairs']:,}", f"{r['nl_ms']:.1f}",
-            f"{r['median_ms']:.1f}", f"{r['atom_steps_per_s']:,.0f}", f"{r['pairs_per_s']:.3g}", f"{r['peak_rss_mb']:,.0f}",
+            r["case"], r["implementation"], r.get("form", "eager"), f"{r['n_atoms']:,}", f"{r['n_pairs']:,}",
+            f"{r['median_ms']:.1f}", f"{r['atom_steps_per_s']:,.0f}", f"{r['pairs_per_s']:.3g}",
+            "-" if bpp is None else f"{bpp:,.0f}", "-" if frac is None else f"{100 * frac:.0f}",
+            "-" if ratio is None else f"{ratio:.2f}", f"{r['peak_rss_mb']:,.0f}",
         ))
     widths = [max(len(row[k]) for row in rows) for k in range(len(head))]
-    lines = ["  ".join(cell.rjust(w) if k else cell.ljust(w) for k, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = ["  ".join(cell.rjust(w) if k > 2 else cell.ljust(w) for k, (cell, w) in enumerate(zip(row, widths))) for row in rows]
     lines += failures
+    ok = [r for r in records if r["status"] == "ok"]
     if records:
         r = records[0]
-        lines.insert(0, f"{IMPLEMENTATION} preset={r['preset']} dtype={r['dtype']} device={r['device']} "
-                        f"threads={r['threads']} torch={r['torch_version']}")
+        lines.insert(0, f"preset={r['preset']} dtype={r['dtype']} device={r['device']} threads={r['threads']} "
+                        f"torch={r['torch_version']}")
+    if ok and ok[0].get("matmul_peak_flops"):
+        lines.append(f"dense float matmul peak here: {ok[0]['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; "
+                     f"counted work {ok[0]['flops_per_pair'] / 1e6:.3g} MFLOP per pair (forward + force backward)")
     return "\n".join(lines)

@@ -67,28 +67,28 @@ class AllegroLayer(nn.Module):
     def forward(
         self, x: torch.Tensor, v: torch.Tensor, y: torch.Tensor, edge_center: torch.Tensor, num_centers: int
     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``x`` [P, L] scalar latents, ``v`` [P, D_in, C] tensor features (channel-last), ``y`` [P, D_env]
+        spherical harmonics → updated ``x`` and the next ``v`` [P, D_out, C]."""
         p, c = x.shape[0], self.num_channels
-        w_env = self.env_embed(x).view(p, c, self.num_env_irreps).index_select(2, self.env_index)
-        env_edge = (w_env * y.unsqueeze(1)).reshape(p, c * y.shape[1])
+        # weights are laid out channel-major ([C, irreps]) in the linear layer's outputs
+        w_env = self.env_embed(x).view(p, c, self.num_env_irreps).transpose(1, 2).index_select(1, self.env_index)
+        env_edge = (w_env * y.unsqueeze(2)).reshape(p, y.shape[1] * c)
         env = torch.zeros(num_centers, env_edge.shape[1], dtype=x.dtype, device=x.device)
         env = env.index_add(0, edge_center, env_edge) * self.inv_sqrt_avg
-        env_pair = env.index_select(0, edge_center).view(p, c, y.shape[1])
+        env_pair = env.index_select(0, edge_center).view(p, y.shape[1], c)
         out = self.tp(v, env_pair)
         n_s = self.num_scalar_paths
-        scalars = out[:, :, :n_s].reshape(p, c * n_s)
+        scalars = out[:, :n_s, :].transpose(1, 2).reshape(p, c * n_s)  # channel-major, as the MLP was built
         x_new = (x + self.latent_mlp(torch.cat([x, scalars], dim=1))) * (1.0 / math.sqrt(2.0))
         if not self.has_tensor_out:
             return x_new, v
-        vt = out[:, :, n_s:].transpose(1, 2).reshape(p * self.d_tensor_out, c)  # [P·D_out, C]
-        mixed = vt.view(p, self.d_tensor_out, c)
         blocks: List[torch.Tensor] = []
         for k in range(len(self.block_start)):
             s, d = self.block_start[k], self.block_dim[k]
-            # one 2-D matmul per irrep (a batched 3-D matmul is differentiated pair by pair by TorchScript)
-            blk = mixed[:, s : s + d, :].reshape(p * d, c)
+            # channel mixing of one irrep: one 2-D matmul over the contiguous channel axis
+            blk = out[:, n_s + s : n_s + s + d, :].reshape(p * d, c)
             blocks.append(torch.mm(blk, self.mix[k].t()).view(p, d, c))
-        v_new = torch.cat(blocks, dim=1).transpose(1, 2)
-        return x_new, v_new
+        return x_new, torch.cat(blocks, dim=1)
 
 
 class AllegroNet(nn.Module):
@@ -158,8 +158,8 @@ class AllegroNet(nn.Module):
         )
         latent = self.two_body(onehots) * u1
         y = self.sh(vec)
-        w0 = self.init_tensor(latent).view(p, self.num_channels, self.num_sh).index_select(2, self.sh_index)
-        v = w0 * y.unsqueeze(1)
+        w0 = self.init_tensor(latent).view(p, self.num_channels, self.num_sh).transpose(1, 2).index_select(1, self.sh_index)
+        v = w0 * y.unsqueeze(2)  # [P, D, C]: channel-last
         for layer in self.layers:
             latent, v = layer(latent, v, y, edge_center, num_centers)
         e_pair = (self.readout(latent).squeeze(1) * u).to(torch.float64)

@@ -128,12 +128,23 @@ def path_basis(plan: LayerPlan) -> tuple[torch.Tensor, list[float]]:
     return basis, consts
 
 
-class FusedTensorProduct(nn.Module):
-    """out[p,c,k] = Σ_ab V[p,c,a] env[p,c,b] W[a,b,k], with W = Σ_paths w_path · basis_path.
+#: Use the sparse form when the Wigner-3j tensor has fewer nonzeros than this fraction of D_in·D_env.
+SPARSE_BELOW = 0.6
 
-    The path weights ``w_path`` are trained (one per path, shared by channels). The order of
-    the two-step contraction is chosen once, at construction, to minimise the intermediate
-    (``order``: 0 = V·W first, 1 = env·W first, 2 = outer product V⊗env first).
+
+class FusedTensorProduct(nn.Module):
+    """out[p,k,c] = Σ_ab W[a,b,k] V[p,a,c] env[p,b,c], with W = Σ_paths w_path · basis_path.
+
+    Channel-last layout ``[pairs, Σ(2ℓ+1), channels]``: every element-wise step runs over the
+    contiguous channel axis, which is what makes the product cheap on CPUs (measured on the
+    small preset, 41,440 pairs × 32 channels, forward+backward of layer 1: 240 ms in the
+    channel-first layout, 35 ms in this one). The path weights ``w_path`` are trained (one per
+    path, shared by channels). Two ways to contract, chosen once from W's sparsity:
+
+    - ``dense``: the outer product V⊗env ``[P, D_in·D_env, C]``, then one matmul with W;
+    - ``sparse``: only the nonzero (a, b, k) entries of W (gather, multiply, index_add), used
+      when they are fewer than :data:`SPARSE_BELOW` × D_in·D_env (e.g. a last layer that keeps
+      only the scalar paths).
     """
 
     def __init__(self, plan: LayerPlan, num_channels: int) -> None:
@@ -144,27 +155,26 @@ class FusedTensorProduct(nn.Module):
         self.num_scalar_paths = len(plan.scalar_paths)
         self.register_buffer("basis", basis.flatten(1).to(torch.get_default_dtype()))
         self.path_weight = nn.Parameter(torch.ones(basis.shape[0], dtype=torch.get_default_dtype()))
-        sizes = [self.d_env * self.d_out, self.d_in * self.d_out, self.d_in * self.d_env]
-        self.order = int(min(range(3), key=lambda k: sizes[k]))
+        nonzero = (basis.abs().sum(0) > 0).nonzero()  # [nnz, 3]: (a, b, k)
+        self.register_buffer("nz_in", nonzero[:, 0].contiguous(), persistent=False)
+        self.register_buffer("nz_env", nonzero[:, 1].contiguous(), persistent=False)
+        self.register_buffer("nz_out", nonzero[:, 2].contiguous(), persistent=False)
+        flat = (nonzero[:, 0] * self.d_env + nonzero[:, 1]) * self.d_out + nonzero[:, 2]
+        self.register_buffer("nz_flat", flat.contiguous(), persistent=False)
+        self.sparse = bool(nonzero.shape[0] < SPARSE_BELOW * self.d_in * self.d_env)
 
     def weight(self) -> torch.Tensor:
         """The dense contraction tensor ``[D_in, D_env, D_out]``."""
         return (self.path_weight @ self.basis).view(self.d_in, self.d_env, self.d_out)
 
     def forward(self, v: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """``v``: [P, C, D_in], ``env``: [P, C, D_env] → [P, C, D_out]."""
-        p, c = v.shape[0], v.shape[1]
-        w = self.weight()
-        v2 = v.reshape(p * c, self.d_in)
-        e2 = env.reshape(p * c, self.d_env)
-        if self.order == 0:
-            tmp = (v2 @ w.reshape(self.d_in, self.d_env * self.d_out)).view(p * c, self.d_env, self.d_out)
-            out = torch.bmm(e2.unsqueeze(1), tmp)
-        elif self.order == 1:
-            wt = w.transpose(0, 1).reshape(self.d_env, self.d_in * self.d_out)
-            tmp = (e2 @ wt).view(p * c, self.d_in, self.d_out)
-            out = torch.bmm(v2.unsqueeze(1), tmp)
-        else:
-            outer = (v2.unsqueeze(2) * e2.unsqueeze(1)).reshape(p * c, self.d_in * self.d_env)
-            out = outer @ w.reshape(self.d_in * self.d_env, self.d_out)
-        return out.view(p, c, self.d_out)
+        """``v``: [P, D_in, C], ``env``: [P, D_env, C] → [P, D_out, C]."""
+        p, c = v.shape[0], v.shape[2]
+        if self.sparse:
+            w = (self.path_weight @ self.basis).index_select(0, self.nz_flat)
+            prod = v.index_select(1, self.nz_in) * env.index_select(1, self.nz_env) * w.view(1, -1, 1)
+            out = torch.zeros(p, self.d_out, c, dtype=v.dtype, device=v.device)
+            return out.index_add(1, self.nz_out, prod)
+        outer = (v.unsqueeze(2) * env.unsqueeze(1)).view(p, self.d_in * self.d_env, c)
+        wt = self.weight().view(self.d_in * self.d_env, self.d_out).t()
+        return torch.matmul(wt, outer)

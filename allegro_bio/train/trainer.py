@@ -172,6 +172,9 @@ class Trainer:
     """One training run (see the module docstring). Use :func:`train` for the whole thing."""
 
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        from ..runtime import keep_freed_memory
+
+        keep_freed_memory()  # every step allocates similar large arrays: reuse them (see runtime)
         self.cfg = cfg
         self.progress = progress
         self.run_dir = Path(cfg.run_dir)

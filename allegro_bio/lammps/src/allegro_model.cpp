@@ -7,7 +7,11 @@
 #include <torch/cuda.h>
 #include <torch/script.h>
 
+#include <cstdlib>
 #include <cstring>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -117,6 +121,17 @@ std::unique_ptr<AllegroModel> AllegroModel::load(const std::string &path, const 
                              what.substr(0, cut));
   }
   model->impl_->module.eval();
+  // inference only: no weight needs a gradient (autograd then records no weight-gradient work)
+  for (auto p : model->impl_->module.parameters()) p.set_requires_grad(false);
+#ifdef __GLIBC__
+  // keep freed activation arrays in the heap for the next step instead of returning them to the
+  // kernel and page-faulting them in again (allegro_bio.runtime.keep_freed_memory, same values)
+  if (!std::getenv("ALLEGRO_BIO_KEEP_FREED_MEMORY") || std::string(std::getenv("ALLEGRO_BIO_KEEP_FREED_MEMORY")) != "0") {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 2147483647);
+    mallopt(M_TOP_PAD, 256 << 20);
+  }
+#endif
 
   ModelInfo &info = model->info_;
   info.path = path;

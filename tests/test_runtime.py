@@ -1,0 +1,54 @@
+"""Repeated evaluations reuse memory: no page faulting of fresh arrays once warmed up (a cheap,
+untimed guard of the per-step cost; see allegro_bio.runtime)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+
+import allegro_bio
+from allegro_bio import runtime
+from allegro_bio.bench import build_case
+from allegro_bio.neighbors import build_graph, type_indices
+
+TYPES = ["H", "C", "N", "O", "S"]
+
+
+def test_steady_state_evaluations_do_not_page_fault(tmp_path):
+    """After warm-up, one energy+forces evaluation of 1,536 waters (≈ 40k pairs, ~0.8 GB of
+    arrays with the default malloc) touches almost no fresh pages."""
+    model = allegro_bio.load(allegro_bio.save(allegro_bio.build_model("small", TYPES, seed=0), tmp_path / "m.pt"))
+    assert runtime.keep_freed_memory()  # as_model / AllegroCalculator / AllegroForce call this
+    atoms = build_case("water1536")
+    graph = build_graph(atoms.positions, atoms.cell.array, atoms.pbc, model.r_max)
+    args = (torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, TYPES)),
+            torch.as_tensor(graph.edge_index), torch.as_tensor(graph.shift), len(atoms), False)
+    first = runtime.minor_page_faults()
+    model.compute(*args)
+    first = runtime.minor_page_faults() - first
+    for _ in range(2):
+        model.compute(*args)
+    steady = []
+    for _ in range(3):
+        f0 = runtime.minor_page_faults()
+        model.compute(*args)
+        steady.append(runtime.minor_page_faults() - f0)
+    assert first > 10_000  # the first evaluation does fault its arrays in
+    assert min(steady) < 0.02 * first, (first, steady)
+
+
+def test_deployed_weights_are_frozen(tmp_path):
+    """Inference files carry no trainable weight (autograd then skips weight gradients)."""
+    path = allegro_bio.save(allegro_bio.build_model("small", TYPES, seed=0), tmp_path / "m.pt")
+    assert not any(p.requires_grad for p in torch.jit.load(str(path)).parameters())
+    assert not any(p.requires_grad for p in allegro_bio.load(path).to(dtype=torch.float64).module.parameters())
+
+
+def test_switch_off_by_environment():
+    code = "from allegro_bio import runtime; print(runtime.keep_freed_memory())"
+    env = {**os.environ, runtime.ENV_SWITCH: "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
