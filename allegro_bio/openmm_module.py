@@ -2,6 +2,9 @@
 
 It holds the potential, the atom types and the ML-atom subset as buffers and builds its own
 O(N) neighbour list (vesin-torch cell lists) inside TorchScript, so no Python runs per step.
+The list is a Verlet list: pairs within r_max + skin are kept and only re-searched when an atom
+has moved more than skin/2 or the box changed (``rebuilds`` counts searches); each step filters
+them to the per-species-pair cutoffs, so the network sees exactly the pairs a fresh search gives.
 Positions arrive in nm, box vectors as rows in nm; it returns energy in kJ/mol and forces in
 kJ/mol/nm (``TorchForce.setOutputsForces(True)``), computed by the potential's own autograd
 over pair vectors.
@@ -26,6 +29,9 @@ EV_TO_KJ_PER_MOL = 96.48533212331002
 EV_PER_A_TO_KJ_PER_MOL_NM = 964.8533212331002
 #: Over-allocation of the pair buffer (fraction of the real pairs when it grows).
 PAD_FRACTION = 0.05
+#: Verlet skin (Å): candidate pairs are found within r_max + skin and re-used until an atom has
+#: moved skin/2 (or the box changed), so the cell-list search runs every ~10-30 steps, not every step.
+DEFAULT_SKIN = 1.0
 
 
 class AllegroOpenMMModule(nn.Module):
@@ -36,16 +42,19 @@ class AllegroOpenMMModule(nn.Module):
     """
 
     def __init__(self, potential: nn.Module, atom_types: torch.Tensor, indices: torch.Tensor, subset: bool,
-                 periodic: bool, r_max: float, pad: bool = True) -> None:
+                 periodic: bool, r_max: float, pad: bool = True, skin: float = DEFAULT_SKIN) -> None:
         super().__init__()
         from vesin.torch import NeighborList
 
+        if not skin >= 0.0:
+            raise ValueError(f"neighbour-list skin must be >= 0 Å, got {skin}")
         self.potential = potential
         self.register_buffer("atom_types", atom_types.to(torch.long))
         self.register_buffer("indices", indices.to(torch.long))
         self.subset = subset
         self.periodic = periodic
-        self.nl = NeighborList(cutoff=float(r_max), full_list=True, sorted=True)
+        self.skin = float(skin)
+        self.nl = NeighborList(cutoff=float(r_max) + self.skin, full_list=True, sorted=True)
         self.min_distance = MIN_DISTANCE
         self.energy_unit = EV_TO_KJ_PER_MOL
         self.force_unit = EV_PER_A_TO_KJ_PER_MOL_NM
@@ -53,7 +62,13 @@ class AllegroOpenMMModule(nn.Module):
         self.pad_fraction = PAD_FRACTION
         self.capacity: int = 0
         self.reallocations: int = 0
+        self.rebuilds: int = 0
         self.fake_distance = 3.0 * float(r_max)
+        # Verlet list: candidate pairs within r_max + skin at the last build, with integer cell shifts
+        self.ref_pos = torch.zeros(0, 3, dtype=torch.float64)
+        self.ref_box = torch.zeros(3, 3, dtype=torch.float64)
+        self.cand_index = torch.zeros(2, 0, dtype=torch.long)
+        self.cand_cells = torch.zeros(0, 3, dtype=torch.float64)
 
     def forward(self, positions: torch.Tensor, boxvectors: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         pos_all = positions.to(torch.float64)
@@ -67,21 +82,29 @@ class AllegroOpenMMModule(nn.Module):
             box = torch.zeros(3, 3, dtype=torch.float64, device=pos.device)
             periodic = False
         with torch.no_grad():
-            out = self.nl.compute(pos.detach(), box, periodic, "ijSd", False)
-        if out[3].numel() > 0:
-            closest = int(torch.argmin(out[3]))
-            if float(out[3][closest]) < self.min_distance:
-                i = int(self.indices[int(out[0][closest])])
-                j = int(self.indices[int(out[1][closest])])
-                d = float(torch.round(out[3][closest] * 1e4)) / 1e4
+            if self._needs_rebuild(pos, box):
+                out = self.nl.compute(pos.detach(), box, periodic, "ijS", False)
+                self.cand_index = torch.stack([out[0].to(torch.long), out[1].to(torch.long)])
+                self.cand_cells = out[2].to(torch.float64)
+                self.ref_pos = pos.detach().clone()
+                self.ref_box = box.clone()
+                self.rebuilds += 1
+            edge_index = self.cand_index
+            shift = self.cand_cells @ box
+            vec = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0]) + shift
+            dist = torch.linalg.norm(vec, dim=1)
+        if dist.numel() > 0:
+            closest = int(torch.argmin(dist))
+            if float(dist[closest]) < self.min_distance:
+                i = int(self.indices[int(edge_index[0][closest])])
+                j = int(self.indices[int(edge_index[1][closest])])
+                d = float(torch.round(dist[closest] * 1e4)) / 1e4
                 raise ValueError(
                     "AllegroForce: atoms {} and {} are {} Å apart (< {} Å): the simulation has collapsed".format(
                         i, j, d, self.min_distance)
                 )
-        edge_index = torch.stack([out[0].to(torch.long), out[1].to(torch.long)])
-        shift = out[2].to(torch.float64) @ box
         if self.pad:
-            edge_index, shift = self._padded(edge_index, shift, out[3])
+            edge_index, shift = self._padded(edge_index, shift, dist)
             energies, forces, _ = self.potential.compute_padded(pos.detach(), self.atom_types, edge_index, shift, n, False)
         else:
             energies, forces, _ = self.potential.compute(pos.detach(), self.atom_types, edge_index, shift, n, False)
@@ -92,6 +115,16 @@ class AllegroOpenMMModule(nn.Module):
             full.index_copy_(0, self.indices, forces)
             forces = full
         return energy, forces.to(positions.dtype)
+
+    def _needs_rebuild(self, pos: torch.Tensor, box: torch.Tensor) -> bool:
+        """True unless every atom moved less than skin/2 since the last build in the same box:
+        then no pair can have come from beyond r_max + skin to within r_max."""
+        if self.skin <= 0.0 or self.ref_pos.shape[0] != pos.shape[0] or self.ref_pos.device != pos.device:
+            return True
+        if not bool(torch.equal(box, self.ref_box)):  # barostat move or new box: rebuild
+            return True
+        moved = torch.linalg.norm(pos - self.ref_pos, dim=1).max()
+        return bool(moved >= 0.5 * self.skin)
 
     def _padded(self, edge_index: torch.Tensor, shift: torch.Tensor, dist: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Pairs within their per-species-pair cutoff, padded with fake pairs to ``capacity``."""

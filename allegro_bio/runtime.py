@@ -66,6 +66,23 @@ def keep_freed_memory() -> bool:
     return ok
 
 
+def mmap_large_allocations(threshold: int = 128 << 10) -> bool:
+    """For measuring memory: serve every allocation above ``threshold`` bytes by ``mmap`` (and
+    switch off glibc's dynamic threshold, which otherwise rises to 32 MB after the first frees),
+    so the resident size follows the live arrays and a peak-RSS increase is a true peak.
+
+    Only before :func:`keep_freed_memory` (which it would undo); returns False afterwards or off glibc.
+    """
+    if _applied:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        return libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)) == 1
+    except (OSError, AttributeError):
+        return False
+
+
 def minor_page_faults() -> int:
     """Minor page faults of this process so far (a first touch of fresh memory costs one per 4 kB page)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -16,6 +16,7 @@ import allegro_bio.errors
 from allegro_bio.bench import build_case, cli
 from allegro_bio.bench.flops import flops_per_pair
 from allegro_bio.bench.peer import peer_available
+from allegro_bio.bench.run import TYPE_NAMES as BENCH_TYPES
 from allegro_bio.bench.run import count_pairs, measure_case_isolated
 from allegro_bio.model import preset_config
 from allegro_bio.neighbors import build_graph, type_indices
@@ -45,7 +46,7 @@ def test_bench_cli_water192(tmp_path, capsys):
     assert np.isclose(rec["pairs_per_s"], rec["n_pairs"] / (rec["median_ms"] / 1e3))
     assert 50 < rec["peak_rss_mb"] < 8000
     assert rec["eval_peak_mb"] is None or 0 <= rec["eval_peak_mb"] < rec["peak_rss_mb"]
-    assert rec["flops_per_pair"] == flops_per_pair(preset_config("small", TYPES))["total"]
+    assert rec["flops_per_pair"] == flops_per_pair(preset_config("small", BENCH_TYPES))["total"]
     assert 0 < rec["fraction_of_matmul_peak"] < 1.5 and rec["matmul_peak_flops"] > 1e9
     assert "ratio_vs_peer" not in rec  # only with --peer
     assert "water192" in capsys.readouterr().out

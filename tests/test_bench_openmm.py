@@ -22,23 +22,24 @@ def test_bench_openmm_cli_water192(tmp_path, capsys):
     cli.register(parser.add_subparsers())
     out = tmp_path / "bench.json"
     args = parser.parse_args(["bench", "--openmm", "--cases", "water192", "--steps", "1", "--repeats", "1",
-                              "--threads", "1", "--json", str(out)])
+                              "--threads", "1", "--backends", "torch", "python", "ase", "--json", str(out)])
     assert args.func(args) == 0
     records = json.loads(out.read_text())
-    assert [r["backend"] for r in records] == ["torch", "python"]
+    assert [r["backend"] for r in records] == ["torch", "python", "ase"]
     for rec in records:
         assert KEYS <= rec.keys()
         assert (rec["implementation"], rec["platform"], rec["case"], rec["status"]) == (
             "allegro_bio-openmm", "CPU", "water192", "ok")
         assert (rec["n_atoms"], rec["steps"], rec["threads"], rec["error"]) == (192, 1, 1, None)
         assert rec["warmup_steps"] == 2 and len(rec["times_ms"]) == 1
+        assert rec["model"] == "packaged allegro-bio-xtb-small" and rec["dynamics"] == "Langevin 300 K"
         for key in ("ms_per_step", "ns_per_day", "atom_steps_per_s", "raw_model_ms", "overhead_ratio"):
             assert math.isfinite(rec[key]) and rec[key] > 0, key
         assert np.isclose(rec["overhead_ratio"], rec["ms_per_step"] / rec["raw_model_ms"])
         assert np.isclose(rec["ns_per_day"], 0.5e-6 * 86400 / (rec["ms_per_step"] / 1e3))
         assert np.isclose(rec["atom_steps_per_s"], 192 / (rec["ms_per_step"] / 1e3))
     table = capsys.readouterr().out
-    assert "water192" in table and "python" in table and "overhead" in table
+    assert "water192" in table and "python" in table and "ase" in table and "overhead" in table
 
 
 def test_topology_and_system_from_atoms():

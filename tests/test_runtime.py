@@ -52,3 +52,34 @@ def test_switch_off_by_environment():
     env = {**os.environ, runtime.ENV_SWITCH: "0"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_no_quadratic_tensor_on_the_md_path(tmp_path):
+    """A dilute 20,000-atom gas (~110k pairs) through the OpenMM module (Verlet list, padding,
+    network, scatter): no op sees a tensor anywhere near N² = 4·10⁸ elements (an N×N distance
+    matrix or mask would); the largest are the per-chunk pair features (chunk × 512 floats)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from allegro_bio.openmm_module import AllegroOpenMMModule
+
+    model = allegro_bio.load(allegro_bio.save(allegro_bio.build_model("small", TYPES, seed=0), tmp_path / "m.pt"))
+    n = 20_000
+    rng = torch.Generator().manual_seed(0)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(28, dtype=torch.float64)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    pos = (grid[torch.randperm(len(grid), generator=rng)[:n]] * 3.2 + 0.3 * torch.rand(n, 3, generator=rng, dtype=torch.float64))
+    box = torch.eye(3, dtype=torch.float64) * 28 * 3.2
+    types = torch.randint(0, 5, (n,), generator=rng)
+    module = torch.jit.script(AllegroOpenMMModule(model.module, types, torch.arange(n), False, True, model.r_max))
+    module(pos / 10.0, box / 10.0)  # warm-up (TorchScript profiling run)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        energy, forces = module(pos / 10.0, box / 10.0)
+    assert torch.isfinite(energy) and forces.shape == (n, 3)
+    largest = 0
+    for event in prof.events():
+        for shape in event.input_shapes or []:
+            if shape and all(isinstance(d, int) for d in shape):
+                numel = 1
+                for d in shape:
+                    numel *= d
+                largest = max(largest, numel)
+    assert 0 < largest <= 16 * 32 * model.max_edges_per_chunk < n * n / 20, largest

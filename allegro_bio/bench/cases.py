@@ -17,10 +17,12 @@ WATER_REPEATS: dict[str, tuple[int, int, int]] = {
     "water1536": (2, 2, 2),
     "water6144": (4, 4, 2),
     "water24576": (8, 4, 4),
+    "water98304": (8, 8, 8),
 }
 
 #: Number of atoms of every case (checked when a case is built).
-N_ATOMS: dict[str, int] = {"water192": 192, "water1536": 1536, "water6144": 6144, "water24576": 24576, "dhfr": 23558}
+N_ATOMS: dict[str, int] = {"water192": 192, "water1536": 1536, "water6144": 6144, "water24576": 24576,
+                           "water98304": 98304, "dhfr": 23558, "factor_ix": 90906}
 
 #: Case names in run order.
 CASE_NAMES: tuple[str, ...] = tuple(N_ATOMS)
@@ -59,7 +61,15 @@ def _water(name: str) -> Callable[[], Atoms]:
     return lambda: water_box(WATER_REPEATS[name])
 
 
-BUILDERS: dict[str, Callable[[], Atoms]] = {**{name: _water(name) for name in WATER_REPEATS}, "dhfr": dhfr}
+def factor_ix() -> Atoms:
+    """Solvated factor IX (90,906 atoms; elements H C N O S Ca Cl), see :func:`allegro_bio.systems.factor_ix`."""
+    from ..systems import factor_ix as build
+
+    return build().to_ase()
+
+
+BUILDERS: dict[str, Callable[[], Atoms]] = {**{name: _water(name) for name in WATER_REPEATS}, "dhfr": dhfr,
+                                            "factor_ix": factor_ix}
 
 
 def build_case(name: str) -> Atoms:

@@ -39,13 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript"], default=None, metavar="FORM",
                         help="our forms to time: eager and/or torchscript (the deployed file) (default: eager; "
                         "with --peer: both)")
+    parser.add_argument("--chunk", type=positive_int, default=None, metavar="PAIRS",
+                        help="pairs per chunk of centre atoms (default: the model's, from a 0.5 GB activation budget); "
+                        "a large value evaluates unchunked, e.g. to measure memory per pair")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="write a plot of time per atom against atoms to PNG")
     omm = parser.add_argument_group("OpenMM throughput (--openmm; small preset, float32, CPU model)")
     omm.add_argument("--openmm", action="store_true",
                      help="time OpenMM Verlet steps (0.5 fs) of a whole-system AllegroForce instead of raw energy+forces")
-    omm.add_argument("--backends", nargs="+", choices=list(OPENMM_BACKENDS), default=list(OPENMM_BACKENDS),
-                     metavar="BACKEND", help="AllegroForce backends to time (default: torch python)")
+    omm.add_argument("--backends", nargs="+", choices=list(OPENMM_BACKENDS) + ["ase"], default=list(OPENMM_BACKENDS),
+                     metavar="BACKEND", help="AllegroForce backends to time, and/or 'ase' (ASE Langevin with "
+                     "AllegroCalculator) (default: torch python)")
     omm.add_argument("--platform", default="CPU", help="OpenMM platform name (default: CPU)")
     omm.add_argument("--steps", type=positive_int, default=5, help="timed MD steps after the warm-up (default: 5)")
     omm.add_argument("--warmup", type=non_negative_int, default=None, metavar="STEPS",
@@ -89,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
     cases = args.cases or list(CASE_NAMES)
     forms = args.forms or (["eager", "torchscript"] if args.peer else ["eager"])
     records = run_bench(args.preset, cases, dtype=args.dtype, device=args.device, repeats=args.repeats,
-                        threads=args.threads, seed=args.seed, peer=args.peer, forms=forms)
+                        threads=args.threads, seed=args.seed, peer=args.peer, forms=forms, chunk=args.chunk)
     print(format_table(records))
     if args.plot is not None:
         from .plot import plot_scaling

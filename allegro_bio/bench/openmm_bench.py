@@ -1,10 +1,10 @@
 """OpenMM throughput of ``AllegroForce``: MD steps of a whole-system-ML OpenMM System per case and
 backend, one fresh process per (case, backend), compared with the raw model in the same process.
 
-Each record times ``steps`` Verlet steps (0.5 fs), each from the case's positions at rest (the
-untrained model would otherwise collapse the structure), after 1 warm-up step (2 for systems of
-at most :data:`SMALL_ATOMS` atoms) and, in the same process, the raw model energy+forces exactly
-as :func:`~allegro_bio.bench.run.measure_case` does (same seeded model, same structure).
+Each record times ``steps`` MD steps (0.5 fs) after 1 warm-up step (2 for systems of at most
+:data:`SMALL_ATOMS` atoms): consecutive Langevin steps at 300 K with the packaged trained model,
+or, without it, steps of an untrained seeded model each from the structure at rest. In the same
+process it times the raw energy+forces of the same deployed model on the same structure.
 
 Units in records: times in ms, ``ns_per_day`` in simulated ns per wall-clock day at 0.5 fs,
 ``atom_steps_per_s`` in atoms × steps per wall-clock second, memory in MB (2**20 bytes).
@@ -26,20 +26,23 @@ import numpy as np
 import torch  # before openmm: openmm-torch's plugin needs torch's libraries already loaded
 
 from .cases import build_case
-from .run import TYPE_NAMES, Record, measure_case, peak_rss_mb, run_isolated
+from .run import TYPE_NAMES, Record, peak_rss_mb, run_isolated
 
 IMPLEMENTATION = "allegro_bio-openmm"
 #: Default cases of ``allegro-bio bench --openmm``.
 OPENMM_CASES: tuple[str, ...] = ("water1536", "water6144", "dhfr")
 #: Default backends of ``AllegroForce`` to time.
 OPENMM_BACKENDS: tuple[str, ...] = ("torch", "python")
+#: Every engine that can be timed: the two ``AllegroForce`` backends and ASE (``AllegroCalculator``).
+MD_ENGINES: tuple[str, ...] = ("torch", "python", "ase")
 #: Integrator time step (fs).
 TIMESTEP_FS = 0.5
 #: Systems with at most this many atoms get 2 warm-up steps instead of 1.
 SMALL_ATOMS = 2000
 
 _MEASURED = (
-    "n_atoms", "ms_per_step", "ns_per_day", "atom_steps_per_s", "raw_model_ms", "raw_nl_ms", "overhead_ratio", "peak_rss_mb",
+    "n_atoms", "ms_per_step", "mean_ms_per_step", "ns_per_day", "atom_steps_per_s", "raw_model_ms", "raw_nl_ms",
+    "overhead_ratio", "mean_overhead_ratio", "peak_rss_mb",
 )
 
 
@@ -84,57 +87,138 @@ def measure_openmm(
     case: str, backend: str = "torch", platform: str = "CPU", steps: int = 5, threads: int | None = None,
     seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
 ) -> Record:
-    """Time ``steps`` OpenMM Verlet steps (0.5 fs) of ``case`` with an ``AllegroForce`` on all atoms,
-    and the raw model (:func:`~allegro_bio.bench.run.measure_case`, ``raw_repeats`` timed evaluations)
-    in this process. ``ms_per_step`` is the median of the per-step wall times (ms). ``warmup``: untimed
-    steps first (default: 2 up to :data:`SMALL_ATOMS` atoms, else 1).
+    """Time ``steps`` consecutive OpenMM MD steps (0.5 fs) of ``case`` with an ``AllegroForce`` on
+    all atoms, and, in the same process, the raw model: the same deployed (TorchScript) model's
+    energy+forces on the same structure, ``raw_repeats`` times after a warm-up, neighbour list
+    excluded (``raw_model_ms``, median). ``ms_per_step`` is the median step and ``mean_ms_per_step``
+    the mean (it includes the steps that re-search the Verlet list). ``warmup``: untimed steps
+    first (default: 2 up to :data:`SMALL_ATOMS` atoms, else 1).
 
-    Every step starts from the case's positions with zero velocities (reset outside the timer): the
-    seeded model is untrained (forces up to ~10² eV/Å) and would pull atoms together within a few
-    0.5 fs steps, so each timed step evaluates the same structure as the raw model timing."""
+    With the packaged (trained) model, whose species cover the case, the steps are real Langevin
+    dynamics at 300 K from the case's structure. Otherwise a seeded untrained model is used and
+    every step restarts from the structure at rest (reset outside the timer), because its random
+    forces would collapse the structure within a few steps."""
     import openmm
-    from openmm import unit
 
-    from .. import save
+    from .. import pretrained, save
+    from ..deploy import load
     from ..model import build_model
-    from ..openmm import AllegroForce
+    from ..neighbors import build_graph, type_indices
 
     if threads is not None:
         torch.set_num_threads(threads)
-    raw = measure_case(case, "small", "float32", "cpu", repeats=raw_repeats, threads=threads, seed=seed)[0]
     atoms = build_case(case)
     if warmup is None:
         warmup = 2 if len(atoms) <= SMALL_ATOMS else 1
     top, system, positions_nm = ml_topology_system(atoms)
-    model = build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32")
+    trained = pretrained.available() and set(atoms.get_chemical_symbols()) <= set(pretrained.load().type_names)
     with tempfile.TemporaryDirectory(prefix="allegro-bench-") as tmp:
-        path = save(model, Path(tmp) / "model.pt")
-        system.addForce(AllegroForce(str(path), top, backend=backend))
-        properties = {"Threads": str(threads)} if threads is not None and platform == "CPU" else {}
-        integrator = openmm.VerletIntegrator(TIMESTEP_FS * unit.femtosecond)
-        context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
-        start_positions = positions_nm * unit.nanometer
-        zero_velocities = np.zeros_like(positions_nm) * unit.nanometer / unit.picosecond
-        times = []
-        for k in range(warmup + steps):  # warm-up steps first: TorchScript optimises on its first calls
-            context.setPositions(start_positions)  # untimed reset: the untrained model would blow the
-            context.setVelocities(zero_velocities)  # structure apart within a few steps
-            start = time.perf_counter()
-            integrator.step(1)
-            if k >= warmup:
-                times.append(time.perf_counter() - start)
-        del context, integrator
+        if trained:
+            path = pretrained.path()
+        else:
+            path = save(build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32"), Path(tmp) / "model.pt")
+        model = load(path)
+        raw_ms, raw_nl_ms = _raw_model_ms(model, atoms, raw_repeats, build_graph, type_indices)
+        if backend == "ase":
+            times = _ase_steps(path, atoms, trained, warmup, steps, seed)
+        else:
+            times = _openmm_steps(system, top, path, backend, platform, threads, trained, positions_nm, warmup, steps, seed)
     step_s = statistics.median(times)
     n = len(atoms)
     rec = _base(case, backend, platform, steps, threads)
     rec.update(
-        n_atoms=n, ms_per_step=1e3 * step_s, ns_per_day=TIMESTEP_FS * 1e-6 * 86400.0 / step_s,
-        atom_steps_per_s=n / step_s, raw_model_ms=raw["median_ms"], raw_nl_ms=raw["nl_ms"], overhead_ratio=1e3 * step_s / raw["median_ms"],
-        times_ms=[1e3 * t for t in times], raw_times_ms=raw["times_ms"], raw_repeats=raw_repeats,
-        timestep_fs=TIMESTEP_FS, warmup_steps=warmup, seed=seed, peak_rss_mb=peak_rss_mb(),
-        openmm_version=openmm.__version__, cpu_count=os.cpu_count(), load_avg_1min=os.getloadavg()[0], status="ok", error=None,
+        n_atoms=n, ms_per_step=1e3 * step_s, mean_ms_per_step=1e3 * statistics.mean(times),
+        ns_per_day=TIMESTEP_FS * 1e-6 * 86400.0 / step_s, atom_steps_per_s=n / step_s, raw_model_ms=raw_ms,
+        raw_nl_ms=raw_nl_ms, overhead_ratio=1e3 * step_s / raw_ms,
+        mean_overhead_ratio=1e3 * statistics.mean(times) / raw_ms, times_ms=[1e3 * t for t in times],
+        raw_repeats=raw_repeats, timestep_fs=TIMESTEP_FS, warmup_steps=warmup, seed=seed,
+        model="packaged " + pretrained.DEFAULT if trained else "untrained seeded", dynamics="Langevin 300 K" if trained
+        else "each step from the structure at rest", peak_rss_mb=peak_rss_mb(), openmm_version=openmm.__version__,
+        cpu_count=os.cpu_count(), load_avg_1min=os.getloadavg()[0], status="ok", error=None,
     )
     return rec
+
+
+def _openmm_steps(system: Any, top: Any, path: Any, backend: str, platform: str, threads: int | None, trained: bool,
+                  positions_nm: np.ndarray, warmup: int, steps: int, seed: int) -> list[float]:
+    """Wall times (s) of ``steps`` OpenMM steps after ``warmup`` untimed ones (see :func:`measure_openmm`)."""
+    import openmm
+    from openmm import unit
+
+    from ..openmm import AllegroForce
+
+    system.addForce(AllegroForce(str(path), top, backend=backend))
+    properties = {"Threads": str(threads)} if threads is not None and platform == "CPU" else {}
+    if trained:
+        integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, TIMESTEP_FS * unit.femtosecond)
+        integrator.setRandomNumberSeed(seed + 1)
+    else:
+        integrator = openmm.VerletIntegrator(TIMESTEP_FS * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform), properties)
+    start_positions = positions_nm * unit.nanometer
+    context.setPositions(start_positions)
+    if trained:
+        context.setVelocitiesToTemperature(300 * unit.kelvin, seed + 1)
+    zero_velocities = np.zeros_like(positions_nm) * unit.nanometer / unit.picosecond
+    times = []
+    for k in range(warmup + steps):  # warm-up steps first: TorchScript optimises on its first calls
+        if not trained:
+            context.setPositions(start_positions)  # untimed reset: the untrained model would blow the
+            context.setVelocities(zero_velocities)  # structure apart within a few steps
+        start = time.perf_counter()
+        integrator.step(1)
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def _ase_steps(path: Any, atoms: Any, trained: bool, warmup: int, steps: int, seed: int) -> list[float]:
+    """Wall times (s) of ``steps`` ASE Langevin steps (300 K; or, untrained, steps from rest) with
+    ``AllegroCalculator`` after ``warmup`` untimed ones."""
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from ..ase import AllegroCalculator
+
+    atoms = atoms.copy()
+    atoms.calc = AllegroCalculator(str(path))
+    start_positions = atoms.get_positions()
+    if trained:
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed + 1))
+    dyn = Langevin(atoms, TIMESTEP_FS * units.fs, temperature_K=300, friction=0.01 / units.fs,
+                   rng=np.random.default_rng(seed + 2))
+    times = []
+    for k in range(warmup + steps):
+        if not trained:
+            atoms.set_positions(start_positions)
+            atoms.set_velocities(np.zeros_like(start_positions))
+        start = time.perf_counter()
+        dyn.run(1)
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def _raw_model_ms(model: Any, atoms: Any, repeats: int, build_graph: Any, type_indices: Any) -> tuple[float, float]:
+    """Median ms of the deployed model's energy+forces on ``atoms`` (after 2 warm-up calls), and the
+    ms of one neighbour-list build (not included)."""
+    from ..runtime import keep_freed_memory
+
+    keep_freed_memory()
+    t0 = time.perf_counter()
+    graph = build_graph(atoms.positions, atoms.cell.array, atoms.pbc, model.r_max)
+    nl_ms = 1e3 * (time.perf_counter() - t0)
+    args = (torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, model.type_names)),
+            torch.as_tensor(graph.edge_index), torch.as_tensor(graph.shift), len(atoms), False)
+    for _ in range(2):
+        model.compute(*args)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.compute(*args)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times), nl_ms
 
 
 def _failed(kwargs: dict[str, Any], error: str) -> Record:
@@ -172,7 +256,8 @@ def run_openmm_bench(
 
 def format_openmm_table(records: list[Record]) -> str:
     """A fixed-width text table: ms per MD step, ns/day at 0.5 fs, atom-steps/s, raw model ms, overhead ratio."""
-    head = ("case", "backend", "atoms", "ms/step", "ns/day", "atom-steps/s", "raw model ms", "overhead", "load")
+    head = ("case", "backend", "atoms", "ms/step", "mean ms/step", "ns/day", "atom-steps/s", "raw model ms", "overhead",
+            "load")
     rows = [head]
     failures = []
     for r in records:
@@ -180,7 +265,8 @@ def format_openmm_table(records: list[Record]) -> str:
             failures.append(f"{r['case']} {r['backend']}: FAILED: {r['error']}")
             continue
         rows.append((
-            r["case"], r["backend"], f"{r['n_atoms']:,}", f"{r['ms_per_step']:.1f}", f"{r['ns_per_day']:.4g}",
+            r["case"], r["backend"], f"{r['n_atoms']:,}", f"{r['ms_per_step']:.1f}", f"{r['mean_ms_per_step']:.1f}",
+            f"{r['ns_per_day']:.4g}",
             f"{r['atom_steps_per_s']:,.0f}", f"{r['raw_model_ms']:.1f}", f"{r['overhead_ratio']:.2f}x",
             f"{r['load_avg_1min']:.2f}",
         ))
@@ -192,5 +278,6 @@ def format_openmm_table(records: list[Record]) -> str:
         r = records[0]
         lines.insert(0, f"{IMPLEMENTATION} platform={r['platform']} preset={r['preset']} dtype={r['dtype']} "
                         f"threads={r['threads']} torch={r['torch_version']} dt={TIMESTEP_FS} fs "
-                        f"(ms/step: median of {r['steps']} steps; overhead = ms/step / raw model ms)")
+                        f"(ms/step: median of {r['steps']} steps; overhead = ms/step / raw model ms; "
+                        f"model: {r.get('model')}, {r.get('dynamics')})")
     return "\n".join(lines)

@@ -20,8 +20,8 @@ from ..model import build_from_config, preset_config
 from ..neighbors import Graph, build_graph, type_indices
 from .cases import CASE_NAMES, build_case
 
-#: Species of the benchmarked model, in type order.
-TYPE_NAMES: list[str] = ["H", "C", "N", "O", "S"]
+#: Species of the benchmarked model, in type order (factor IX brings Ca²⁺ and Cl⁻).
+TYPE_NAMES: list[str] = ["H", "C", "N", "O", "S", "Ca", "Cl"]
 IMPLEMENTATION = "allegro_bio"
 #: The reference implementation (nequip + nequip-allegro), see :mod:`.peer`.
 PEER_IMPLEMENTATION = "nequip-allegro"
@@ -89,8 +89,9 @@ def _rss_mb() -> float:
 def evaluation_memory_mb(evaluate: Callable[[], Any]) -> float | None:
     """Peak resident memory (MB) one call of ``evaluate`` adds to the process (None if not measurable).
 
-    Meaningful before :func:`allegro_bio.runtime.keep_freed_memory` is applied: afterwards freed
-    memory stays in the heap and a later call reuses it instead of adding to the peak.
+    Exact after :func:`allegro_bio.runtime.mmap_large_allocations` (large arrays are mapped and
+    unmapped, so RSS follows them); after :func:`allegro_bio.runtime.keep_freed_memory` a call
+    reuses freed heap memory instead of adding to the peak, and the figure is a lower bound.
     """
     if not _reset_peak_rss():
         return None
@@ -111,6 +112,7 @@ class _Timed:
 def measure_case(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
     threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
+    chunk: int | None = None,
 ) -> list[Record]:
     """Benchmark one case in this process; one record per implementation and form.
 
@@ -119,16 +121,17 @@ def measure_case(
     eager and TorchScript forms at the same hyperparameters (see :mod:`.peer`). Weights are
     frozen (inference). Steps: neighbour list once; one evaluation each with the default malloc
     to measure the memory it adds (``eval_peak_mb``); then
-    :func:`~allegro_bio.runtime.keep_freed_memory`, 2 warm-up rounds and ``repeats`` timed
+    :func:`~allegro_bio.runtime.keep_freed_memory`, 1 warm-up round (2 with TorchScript) and ``repeats`` timed
     rounds, the implementations taking turns within each round so that load changes on a
     shared machine hit all of them alike. Autograd forces, no virial, unless ``peer`` (the
     reference always computes the stress of a periodic cell, so then ours does too).
     """
-    from ..runtime import keep_freed_memory
+    from ..runtime import keep_freed_memory, mmap_large_allocations
     from .flops import flops_per_pair, matmul_peak_flops
 
     if threads is not None:
         torch.set_num_threads(threads)
+    precise_memory = mmap_large_allocations()  # until keep_freed_memory below: RSS follows live arrays
     atoms = build_case(case)
     config = preset_config(preset, TYPE_NAMES, dtype=dtype)
     if peer:
@@ -136,6 +139,8 @@ def measure_case(
 
         config = peer_expressible(config)
     model = build_from_config(config, seed=seed).to(device).requires_grad_(False)
+    if chunk is not None:  # pairs per chunk of centre atoms (default: the model's, from a memory budget)
+        model.max_edges_per_chunk = int(chunk)
     positions, cell, pbc = atoms.get_positions(), atoms.cell.array, atoms.pbc
 
     t0 = time.perf_counter()
@@ -178,7 +183,8 @@ def measure_case(
     for t in timed:  # first call: memory it adds, with the default malloc (also a warm-up)
         t.eval_mb = evaluation_memory_mb(lambda t=t: run(t))
     keep_freed_memory()
-    for _ in range(2):  # TorchScript's profiling executor optimises on its second call
+    scripted = peer or any(t.form == "torchscript" for t in timed)
+    for _ in range(2 if scripted else 1):  # TorchScript's profiling executor optimises on its second call
         for t in timed:
             run(t)
     for _ in range(repeats):
@@ -195,6 +201,7 @@ def measure_case(
             implementation=t.implementation, form=t.form, n_atoms=n, n_pairs=t.n_pairs,
             median_ms=1e3 * median_s, atom_steps_per_s=n / median_s, pairs_per_s=t.n_pairs / median_s,
             eval_peak_mb=t.eval_mb, bytes_per_pair=None if t.eval_mb is None else t.eval_mb * 2**20 / max(t.n_pairs, 1),
+            memory_exact=bool(precise_memory and t.eval_mb is not None),
             peak_rss_mb=peak_rss_mb(), times_ms=[1e3 * x for x in t.times], repeats=repeats, virial=virial,
             two_body_mlp=list(config.two_body_mlp), seed=seed, cpu_count=os.cpu_count(),
             load_avg_1min=os.getloadavg()[0], status="ok", error=None, **t.extra,
@@ -261,17 +268,18 @@ def _failed(kwargs: dict[str, Any], error: str) -> list[Record]:
 def measure_case_isolated(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
     threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
+    chunk: int | None = None,
 ) -> list[Record]:
     """:func:`measure_case` in a fresh spawned process (see :func:`run_isolated`)."""
     kwargs = dict(case=case, preset=preset, dtype=dtype, device=device, repeats=repeats, threads=threads, seed=seed,
-                  peer=peer, forms=tuple(forms))
+                  peer=peer, forms=tuple(forms), chunk=chunk)
     return run_isolated(measure_case, _failed, kwargs)
 
 
 def run_bench(
     preset: str = "small", cases: Iterable[str] = CASE_NAMES, dtype: str = "float32", device: str = "cpu",
     repeats: int = 5, threads: int | None = None, seed: int = 0, isolate: bool = True, progress: bool = True,
-    peer: bool = False, forms: Iterable[str] = ("eager",),
+    peer: bool = False, forms: Iterable[str] = ("eager",), chunk: int | None = None,
 ) -> list[Record]:
     """Benchmark ``cases`` one after another (each in its own process if ``isolate``); records of
     every case, implementation and form (see :func:`measure_case`)."""
@@ -282,7 +290,7 @@ def run_bench(
     for case in bar:
         bar.set_postfix_str(case)
         measure = measure_case_isolated if isolate else measure_case
-        records.extend(measure(case, preset, dtype, device, repeats, threads, seed, peer, tuple(forms)))
+        records.extend(measure(case, preset, dtype, device, repeats, threads, seed, peer, tuple(forms), chunk))
     return records
 
 
