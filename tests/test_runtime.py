@@ -20,6 +20,8 @@ _FAULTS_SCRIPT = """
 import json, sys, torch
 import allegro_bio
 from allegro_bio import runtime
+from allegro_bio.bench import build_case
+from allegro_bio.neighbors import build_graph, type_indices
 types = ["H", "C", "N", "O", "S"]
 model = allegro_bio.load(allegro_bio.save(allegro_bio.build_model("small", types, seed=0), sys.argv[1]))
 assert runtime.keep_freed_memory()  # as_model / AllegroCalculator / AllegroForce call this
