@@ -20,6 +20,7 @@ import ctypes.util
 import logging
 import os
 import resource
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,9 @@ def keep_freed_memory() -> bool:
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "no", "off"):
         log.info("%s=0: malloc left at its defaults", ENV_SWITCH)
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl without mallopt): nothing to do
+    mallopt = _mallopt()
+    if mallopt is None:  # not glibc (macOS, musl without mallopt): nothing to do
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     ok = all(mallopt(opt, value) == 1 for opt, value in (
         (_M_MMAP_THRESHOLD, MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, TRIM_THRESHOLD), (_M_TOP_PAD, TOP_PAD),
     ))
@@ -73,14 +71,18 @@ def mmap_large_allocations(threshold: int = 128 << 10) -> bool:
 
     Only before :func:`keep_freed_memory` (which it would undo); returns False afterwards or off glibc.
     """
-    if _applied:
-        return False
+    mallopt = _mallopt()
+    return not _applied and mallopt is not None and mallopt(_M_MMAP_THRESHOLD, int(threshold)) == 1
+
+
+def _mallopt() -> Any:
+    """glibc's ``mallopt(int, int) -> int``, or None where the C library has none."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-        return libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)) == 1
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
-        return False
+        return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return mallopt
 
 
 def minor_page_faults() -> int:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..argtypes import non_negative_int, positive_int
+from ..argtypes import add_subcommand, non_negative_int, positive_int
 from .cases import CASE_NAMES
 
 # Mirrors of openmm_bench constants (not imported: that imports torch; tests/test_bench_openmm.py checks they agree).
@@ -60,15 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``bench`` subcommand to an argparse ``subparsers`` object; dispatch with ``args.func(args)``."""
-    parser = subparsers.add_parser(
-        "bench", help="time energy+forces of the model on water boxes and DHFR",
-        description="Time energy+forces (ms per evaluation, atom-steps/s, pairs/s) and peak memory of an untrained "
-        "seeded model, each case in a fresh process. With --openmm: time OpenMM MD steps (ms/step, ns/day at "
-        "0.5 fs) with AllegroForce on every atom, per case and backend, against the raw model in the same process.",
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=main)
-    return parser
+    return add_subcommand(
+        subparsers, "bench", help="time energy+forces on water boxes, DHFR and factor IX (optionally against the reference)",
+        description="Time energy+forces (ms per evaluation, atom-steps/s, pairs/s), memory per pair and the share of "
+        "the matmul peak of an untrained seeded model, each case in a fresh process; with --peer, side by side with "
+        "the reference nequip-allegro at the same hyperparameters. With --openmm: time MD steps (ms/step, ns/day at "
+        "0.5 fs) with AllegroForce or ASE's AllegroCalculator against the raw model in the same process.",
+        add_arguments=add_arguments, main=main)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,7 +16,7 @@ import time
 import torch
 
 from ..model.config import AllegroConfig
-from ..model.tensor_product import irreps_dim, plan_layers
+from ..model.tensor_product import FusedTensorProduct, irreps_dim, plan_layers
 
 
 def _mlp(dims: list[int]) -> int:
@@ -29,8 +29,6 @@ def flops_per_pair(config: AllegroConfig) -> dict[str, int]:
     :class:`~allegro_bio.model.tensor_product.FusedTensorProduct` uses: the dense outer product
     and its matmul, or the sparse nonzeros), each forward only, and ``forward``, ``backward``
     and ``total`` (forward + force backward)."""
-    from ..model.tensor_product import FusedTensorProduct
-
     c, lat, t = config.num_tensor_features, config.latent_dim, config.num_types
     n_sh = config.l_max + 1
     linear = _mlp([2 * t + config.num_bessels, *config.two_body_mlp]) + _mlp([lat, c * n_sh])

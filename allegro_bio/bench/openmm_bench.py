@@ -33,8 +33,6 @@ IMPLEMENTATION = "allegro_bio-openmm"
 OPENMM_CASES: tuple[str, ...] = ("water1536", "water6144", "dhfr")
 #: Default backends of ``AllegroForce`` to time.
 OPENMM_BACKENDS: tuple[str, ...] = ("torch", "python")
-#: Every engine that can be timed: the two ``AllegroForce`` backends and ASE (``AllegroCalculator``).
-MD_ENGINES: tuple[str, ...] = ("torch", "python", "ase")
 #: Integrator time step (fs).
 TIMESTEP_FS = 0.5
 #: Systems with at most this many atoms get 2 warm-up steps instead of 1.
@@ -103,7 +101,6 @@ def measure_openmm(
     from .. import pretrained, save
     from ..deploy import load
     from ..model import build_model
-    from ..neighbors import build_graph, type_indices
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -118,7 +115,7 @@ def measure_openmm(
         else:
             path = save(build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32"), Path(tmp) / "model.pt")
         model = load(path)
-        raw_ms, raw_nl_ms = _raw_model_ms(model, atoms, raw_repeats, build_graph, type_indices)
+        raw_ms, raw_nl_ms = _raw_model_ms(model, atoms, raw_repeats)
         if backend == "ase":
             times = _ase_steps(path, atoms, trained, warmup, steps, seed)
         else:
@@ -200,9 +197,10 @@ def _ase_steps(path: Any, atoms: Any, trained: bool, warmup: int, steps: int, se
     return times
 
 
-def _raw_model_ms(model: Any, atoms: Any, repeats: int, build_graph: Any, type_indices: Any) -> tuple[float, float]:
+def _raw_model_ms(model: Any, atoms: Any, repeats: int) -> tuple[float, float]:
     """Median ms of the deployed model's energy+forces on ``atoms`` (after 2 warm-up calls), and the
     ms of one neighbour-list build (not included)."""
+    from ..neighbors import build_graph, type_indices
     from ..runtime import keep_freed_memory
 
     keep_freed_memory()

@@ -29,7 +29,6 @@ from ase import Atoms
 from ..errors import ConfigError
 from ..model.config import AllegroConfig
 
-PEER = "nequip-allegro"
 FORMS = ("eager", "torchscript")
 
 
@@ -87,14 +86,10 @@ def peer_model_kwargs(config: AllegroConfig, seed: int = 0) -> dict[str, Any]:
         avg_num_neighbors=float(config.avg_num_neighbors),
     )
     if config.per_edge_type_cutoff:
-        kwargs["per_edge_type_cutoff"] = _plain_cutoffs(config.per_edge_type_cutoff)
+        kwargs["per_edge_type_cutoff"] = config.to_dict()["per_edge_type_cutoff"]
     if config.zbl:
         kwargs["pair_potential"] = dict(_target_="nequip.nn.pair_potential.ZBL", units="metal", chemical_species=types)
     return kwargs
-
-
-def _plain_cutoffs(spec: Any) -> dict[str, Any]:
-    return {c: (dict(v) if hasattr(v, "items") else float(v)) for c, v in spec.items()}
 
 
 @contextmanager
@@ -133,8 +128,7 @@ def peer_inputs(atoms: Atoms, config: AllegroConfig, device: str = "cpu") -> dic
         from nequip.data.transforms import ChemicalSpeciesToAtomTypeMapper, NeighborListTransform
 
         data = ChemicalSpeciesToAtomTypeMapper(list(config.type_names))(from_ase(atoms))
-        cut = _plain_cutoffs(config.per_edge_type_cutoff) if config.per_edge_type_cutoff else None
-        data = NeighborListTransform(r_max=float(config.r_max), per_edge_type_cutoff=cut,
+        data = NeighborListTransform(r_max=float(config.r_max), per_edge_type_cutoff=config.to_dict()["per_edge_type_cutoff"],
                                      type_names=list(config.type_names))(data)
     return {k: v.to(device) for k, v in data.items()}
 

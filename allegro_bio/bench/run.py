@@ -29,20 +29,26 @@ PEER_IMPLEMENTATION = "nequip-allegro"
 Record = dict[str, Any]
 
 
+def _status_mb(key: str) -> float | None:
+    """A memory line (``"VmHWM:"``, ``"VmRSS:"``) of ``/proc/self/status`` in MB; None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(key):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory (MB) of this process since it started.
+    """Peak resident memory (MB) of this process since it started (or since its last reset).
 
     Reads ``VmHWM`` from ``/proc/self/status``: ``getrusage().ru_maxrss`` survives ``exec``, so a
     spawned child would report at least its parent's peak. Falls back to ``ru_maxrss`` off Linux.
     """
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak = _status_mb("VmHWM:")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def count_pairs(positions: np.ndarray, types: np.ndarray, graph: Graph, cutoff_matrix: np.ndarray) -> int:
@@ -78,12 +84,6 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def evaluation_memory_mb(evaluate: Callable[[], Any]) -> float | None:
@@ -93,9 +93,9 @@ def evaluation_memory_mb(evaluate: Callable[[], Any]) -> float | None:
     unmapped, so RSS follows them); after :func:`allegro_bio.runtime.keep_freed_memory` a call
     reuses freed heap memory instead of adding to the peak, and the figure is a lower bound.
     """
-    if not _reset_peak_rss():
+    before = _status_mb("VmRSS:")
+    if before is None or not _reset_peak_rss():
         return None
-    before = _rss_mb()
     evaluate()
     return peak_rss_mb() - before
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import add_subcommand
 from .recipe import KINDS
 
 
@@ -33,15 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``datagen`` subcommand to an argparse ``subparsers`` object; dispatch with ``args.func(args)``."""
-    parser = subparsers.add_parser(
-        "datagen", help="generate GFN2-xTB reference data (MD → capped clusters and water boxes → tblite)",
+    return add_subcommand(
+        subparsers, "datagen", help="generate GFN2-xTB reference data (MD → capped clusters and water boxes → tblite)",
         description="Sample amber14/flexible-TIP3P MD of DHFR, alanine dipeptide and water at 300-600 K, carve "
         "capped charge-consistent clusters and small periodic water boxes, label them with GFN2-xTB (tblite) and "
         "write train/val/test extxyz.xz split by MD segment. Resumable: rerun the same command to continue.",
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=main)
-    return parser
+        add_arguments=add_arguments, main=main)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..argtypes import positive_int
+from ..argtypes import add_subcommand, positive_int
 
 SYSTEMS = ("water", "dhfr", "factor_ix", "stmv")
 
@@ -54,15 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``md`` subcommand to an argparse ``subparsers`` object; dispatch with ``args.func(args)``."""
-    parser = subparsers.add_parser(
-        "md", help="build a system and run ML molecular dynamics with a stability report",
+    return add_subcommand(
+        subparsers, "md", help="build a system and run ML molecular dynamics with a stability report",
         description="Build a system (built-in or your PDB), run Allegro MD (OpenMM or ASE) with a progress bar, "
         "write trajectory, state log (CSV), checkpoints, and a stability report (RMSD/temperature PNGs, "
         "summary.json). A run that blows up stops with a message and keeps its files (exit status 3).",
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=main)
-    return parser
+        add_arguments=add_arguments, main=main)
 
 
 def _build(args: argparse.Namespace, type_names: list[str]):

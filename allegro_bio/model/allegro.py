@@ -61,7 +61,6 @@ class AllegroLayer(nn.Module):
             self.block_start.append(k)
             self.block_dim.append(irrep_dim(ir))
             k += irrep_dim(ir)
-        self.d_tensor_out = k
         self.mix = nn.Parameter(torch.randn(len(plan.irreps_out), c, c) / math.sqrt(c))  # empty in the last layer
 
     def forward(

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import lzma
 import shutil
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+log = logging.getLogger(__name__)
 
 
 def _table(metrics: dict[str, float], names: list[str]) -> str:
@@ -140,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hardware", default="2 shared CPU cores (no GPU)")
     args = p.parse_args(argv)
     usability = json.loads(Path(args.usability).read_text()) if args.usability else None
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     path = package(args.run_dir, args.name, usability, args.data_note, args.hardware)
-    print(f"packaged {path} and {path.with_suffix('.md')}")
+    log.info("packaged %s and %s", path, path.with_suffix(".md"))
     return 0
 
 
