@@ -24,28 +24,41 @@ from allegro_bio.bench import build_case
 from allegro_bio.neighbors import build_graph, type_indices
 types = ["H", "C", "N", "O", "S"]
 model = allegro_bio.load(allegro_bio.save(allegro_bio.build_model("small", types, seed=0), sys.argv[1]))
-assert runtime.keep_freed_memory()  # as_model / AllegroCalculator / AllegroForce call this
+kept = runtime.keep_freed_memory()  # as_model / AllegroCalculator / AllegroForce call this
 atoms = build_case("water1536")
 graph = build_graph(atoms.positions, atoms.cell.array, atoms.pbc, model.r_max)
 args = (torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, types)),
         torch.as_tensor(graph.edge_index), torch.as_tensor(graph.shift), len(atoms), False)
 faults = []
-for _ in range(6):
+for _ in range(8):
     f0 = runtime.minor_page_faults()
     model.compute(*args)
     faults.append(runtime.minor_page_faults() - f0)
-print(json.dumps(faults))
+print(json.dumps({"kept": kept, "faults": faults}))
 """
 
 
-def test_steady_state_evaluations_do_not_page_fault(tmp_path):
-    """In a fresh process: after warm-up, one energy+forces evaluation of 1,536 waters (≈ 40k
-    pairs, ~0.8 GB of arrays with the default malloc) touches almost no fresh pages."""
-    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, str(tmp_path / "m.pt")], capture_output=True,
+def _evaluation_page_faults(model_path, keep: bool) -> tuple[list[int], bool]:
+    """Minor page faults of 8 consecutive evaluations in a fresh process, with malloc either kept
+    (the default) or left alone (``ALLEGRO_BIO_KEEP_FREED_MEMORY=0``)."""
+    env = {**os.environ, runtime.ENV_SWITCH: "1" if keep else "0"}
+    out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, str(model_path)], env=env, capture_output=True,
                          text=True, check=True)
-    faults = json.loads(out.stdout.strip().splitlines()[-1])
-    assert faults[0] > 10_000, faults  # the first evaluation does fault its arrays in
-    assert min(faults[3:]) < 0.02 * faults[0], faults
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    return record["faults"], record["kept"]
+
+
+def test_steady_state_evaluations_do_not_page_fault(tmp_path):
+    """1,536 waters (≈ 40k pairs, ~0.8 GB of arrays per evaluation): once warmed up, an evaluation
+    page-faults far less with freed memory kept than with glibc's defaults, measured the same way
+    in two fresh processes. Absolute counts depend on the kernel (transparent huge pages, page
+    size) and on TorchScript's warm-up calls, so the guard is the A/B ratio, not a fixed count."""
+    kept, applied = _evaluation_page_faults(tmp_path / "m.pt", keep=True)
+    default, not_applied = _evaluation_page_faults(tmp_path / "m.pt", keep=False)
+    assert applied and not not_applied
+    steady_kept, steady_default = sorted(kept[4:])[1], sorted(default[4:])[1]  # lower median of the last 4
+    assert steady_default > 5_000, default  # the default malloc does fault its arrays in every time
+    assert steady_kept < 0.25 * steady_default, (kept, default)
 
 
 def test_deployed_weights_are_frozen(tmp_path):
