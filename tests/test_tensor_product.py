@@ -57,21 +57,25 @@ def test_fused_tensor_product_matches_e3nn_path_by_path(l_max, parity, num_layer
         torch.testing.assert_close(_to_e3nn(ours, irreps_out), ref, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("l_max,layer", [(1, 0), (1, 1), (2, 0), (2, 1)])
-def test_dense_and_sparse_contractions_agree(l_max, layer):
-    """Both contraction forms give the same product and the same gradients of V and env."""
-    tp = FusedTensorProduct(plan_layers(l_max, True, 2)[layer], 3).double()
+@pytest.mark.parametrize("l_max,parity,layer", [(1, True, 0), (1, True, 1), (2, True, 0), (2, True, 1), (2, False, 1), (3, True, 1)])
+def test_dense_sparse_and_diagonal_contractions_agree(l_max, parity, layer):
+    """Every contraction form gives the same product and the same gradients of V and env; the
+    diagonal form is available exactly for last layers (scalar paths only)."""
+    tp = FusedTensorProduct(plan_layers(l_max, parity, 2)[layer], 3).double()
+    assert tp.diagonal == (layer == 1)
     with torch.no_grad():
         tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
     v = torch.randn(5, tp.d_in, 3, dtype=torch.float64, requires_grad=True)
     env = torch.randn(5, tp.d_env, 3, dtype=torch.float64, requires_grad=True)
+    forms = [(False, False), (True, False)] + ([(False, True)] if tp.diagonal else [])
     results = []
-    for sparse in (False, True):
-        tp.sparse = sparse
+    for sparse, diagonal in forms:
+        tp.sparse, tp.diagonal = sparse, diagonal
         out = tp(v, env)
         results.append((out, *torch.autograd.grad((out * out).sum(), [v, env])))
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
 def test_last_layer_keeps_only_scalar_paths():

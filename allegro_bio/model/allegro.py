@@ -51,6 +51,11 @@ class AllegroLayer(nn.Module):
         self.tp = FusedTensorProduct(plan, c)
         self.num_scalar_paths = len(plan.scalar_paths)
         self.latent_mlp = ScalarMLP([latent_dim + c * self.num_scalar_paths] + list(latent_mlp))
+        # The product's scalars are a free component-major view (column s·C + c); the latent MLP's
+        # weight is laid out channel-major (c·n_s + s): permute the weight, not the [P, C·n_s] input.
+        n_s = self.num_scalar_paths
+        perm = list(range(latent_dim)) + [latent_dim + ch * n_s + s for s in range(n_s) for ch in range(c)]
+        self.register_buffer("latent_in_perm", torch.tensor(perm, dtype=torch.long), persistent=False)
         self.inv_sqrt_avg = 1.0 / math.sqrt(avg_num_neighbors)
         self.has_tensor_out = len(plan.irreps_out) > 0
         # channel mixing of each output irrep (weights N(0, 1/C))
@@ -77,8 +82,8 @@ class AllegroLayer(nn.Module):
         env_pair = env.index_select(0, edge_center).view(p, y.shape[1], c)
         out = self.tp(v, env_pair)
         n_s = self.num_scalar_paths
-        scalars = out[:, :n_s, :].transpose(1, 2).reshape(p, c * n_s)  # channel-major, as the MLP was built
-        x_new = (x + self.latent_mlp(torch.cat([x, scalars], dim=1))) * (1.0 / math.sqrt(2.0))
+        scalars = out[:, :n_s, :].reshape(p, n_s * c)  # a view: component-major
+        x_new = (x + self.latent_mlp.forward_permuted(torch.cat([x, scalars], dim=1), self.latent_in_perm)) * (1.0 / math.sqrt(2.0))
         if not self.has_tensor_out:
             return x_new, v
         blocks: List[torch.Tensor] = []

@@ -33,6 +33,18 @@ class ScalarMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def forward_permuted(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        """The MLP applied to input columns in another order: column q of ``x`` is the feature
+        the first layer's weight expects at column ``perm[q]``. Permuting the small weight
+        instead of the [P, width] input saves a copy of the input."""
+        h = torch.nn.functional.linear(x, self.net[0].weight.index_select(1, perm))
+        k = 0
+        for layer in self.net:
+            if k > 0:
+                h = layer(h)
+            k += 1
+        return h
+
 
 class _NormalizedSiLU(nn.Module):
     def __init__(self) -> None:
