@@ -49,7 +49,23 @@ def test_bench_cli_water192(tmp_path, capsys):
     assert rec["flops_per_pair"] == flops_per_pair(preset_config("small", BENCH_TYPES))["total"]
     assert 0 < rec["fraction_of_matmul_peak"] < 1.5 and rec["matmul_peak_flops"] > 1e9
     assert "ratio_vs_peer" not in rec  # only with --peer
+    assert 1000 < rec["saved_bytes_per_pair"] < 5000
     assert "water192" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("preset,bound", [("small", 5_000), ("paper", 62_000)])
+def test_saved_memory_per_pair_is_bounded(preset, bound):
+    """What autograd keeps per pair for the forces (deterministic, unlike peak RSS): small 4.7 kB and
+    paper 58 kB on water192 at this version (7.0 and 69 kB before the irrep-major environment
+    weights, scatter_add sums and the diagonal last-layer product). A change that keeps more fails here."""
+    from allegro_bio.bench.memory import saved_bytes_per_pair
+
+    model = allegro_bio.build_model(preset, BENCH_TYPES, seed=0, dtype="float32").requires_grad_(False)
+    atoms = build_case("water192")
+    graph = build_graph(atoms.positions, atoms.cell.array, atoms.pbc, model.r_max)
+    args = (torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, model.type_names)),
+            torch.as_tensor(graph.edge_index), torch.as_tensor(graph.shift))
+    assert 0.5 * bound < saved_bytes_per_pair(model, *args) <= bound
 
 
 @pytest.mark.parametrize("preset", ["small", "paper"])

@@ -128,6 +128,7 @@ def measure_case(
     """
     from ..runtime import keep_freed_memory, mmap_large_allocations
     from .flops import flops_per_pair, matmul_peak_flops
+    from .memory import saved_bytes_per_pair
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -156,6 +157,7 @@ def measure_case(
         torch.as_tensor(graph.shift, device=device),
     )
     virial = bool(peer)
+    saved_bpp = saved_bytes_per_pair(model, *args)
     timed: list[_Timed] = []
     for form in forms:
         net = model if form == "eager" else _scripted(model)
@@ -207,7 +209,7 @@ def measure_case(
             load_avg_1min=os.getloadavg()[0], status="ok", error=None, **t.extra,
         )
         if t.implementation == IMPLEMENTATION:
-            rec.update(flops_per_pair=flops, achieved_flops=flops * t.n_pairs / median_s, matmul_peak_flops=peak_flops,
+            rec.update(saved_bytes_per_pair=saved_bpp, flops_per_pair=flops, achieved_flops=flops * t.n_pairs / median_s, matmul_peak_flops=peak_flops,
                        fraction_of_matmul_peak=flops * t.n_pairs / median_s / peak_flops)
         if torch.device(device).type == "cuda":
             rec["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20

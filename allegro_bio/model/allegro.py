@@ -35,19 +35,57 @@ def _l_index(irreps: list[tuple[int, int]]) -> torch.Tensor:
     return torch.tensor([k for k, ir in enumerate(irreps) for _ in range(irrep_dim(ir))], dtype=torch.long)
 
 
+def _irrep_major(num_channels: int, num_irreps: int) -> torch.Tensor:
+    """Row order that turns a linear layer's channel-major outputs (column c·n + k) into
+    irrep-major ones (k·C + c), applied to the small weight instead of the [P, C·n] output."""
+    return torch.tensor([ch * num_irreps + k for k in range(num_irreps) for ch in range(num_channels)], dtype=torch.long)
+
+
+def _blocks(irreps: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
+    """Start and size of each irrep's block of components in a strided array."""
+    starts, dims, k = [], [], 0
+    for ir in irreps:
+        starts.append(k)
+        dims.append(irrep_dim(ir))
+        k += irrep_dim(ir)
+    return starts, dims
+
+
+def weights_times_sh(w: torch.Tensor, y: torch.Tensor, sh_start: List[int], sh_dim: List[int]) -> torch.Tensor:
+    """``w`` [P, n_irreps, C] (one weight per irrep and channel) times ``y`` [P, D] (spherical
+    harmonics) → [P, D, C], broadcasting each irrep's weight over its 2ℓ+1 components without
+    copying it out (autograd then keeps w, not its D/n_irreps times larger expansion)."""
+    parts: List[torch.Tensor] = []
+    for k in range(len(sh_start)):
+        parts.append(w.narrow(1, k, 1) * y.narrow(1, sh_start[k], sh_dim[k]).unsqueeze(2))
+    return torch.cat(parts, 1)
+
+
+def sum_over_centers(values: torch.Tensor, edge_center: torch.Tensor, num_centers: int) -> torch.Tensor:
+    """Σ over the pairs of each centre: [P, F] → [num_centers, F]. ``scatter_add`` with a
+    broadcast index instead of ``index_add``, whose gradient keeps a copy of ``values`` (4·F bytes
+    per pair); same sums, same speed."""
+    out = torch.zeros(num_centers, values.shape[1], dtype=values.dtype, device=values.device)
+    return out.scatter_add(0, edge_center.unsqueeze(1).expand(values.shape[0], values.shape[1]), values)
+
+
 class AllegroLayer(nn.Module):
     """One Allegro layer: environment sum, fused tensor product, latent update, channel mixing."""
 
     block_start: List[int]
     block_dim: List[int]
+    sh_start: List[int]
+    sh_dim: List[int]
 
     def __init__(self, plan: LayerPlan, num_channels: int, latent_dim: int, latent_mlp: list[int], avg_num_neighbors: float) -> None:
         super().__init__()
         c = num_channels
         self.num_channels = c
         self.num_env_irreps = len(plan.irreps_env)
-        self.register_buffer("env_index", _l_index(plan.irreps_env))
-        self.env_embed = ScalarMLP([latent_dim, c * self.num_env_irreps])
+        self.register_buffer("env_index", _l_index(plan.irreps_env))  # unused; kept in the state dict of older files
+        self.env_embed = ScalarMLP([latent_dim, c * self.num_env_irreps])  # one linear layer, channel-major outputs
+        self.register_buffer("env_out_perm", _irrep_major(c, self.num_env_irreps), persistent=False)
+        self.sh_start, self.sh_dim = _blocks(plan.irreps_env)
         self.tp = FusedTensorProduct(plan, c)
         self.num_scalar_paths = len(plan.scalar_paths)
         self.latent_mlp = ScalarMLP([latent_dim + c * self.num_scalar_paths] + list(latent_mlp))
@@ -59,13 +97,7 @@ class AllegroLayer(nn.Module):
         self.inv_sqrt_avg = 1.0 / math.sqrt(avg_num_neighbors)
         self.has_tensor_out = len(plan.irreps_out) > 0
         # channel mixing of each output irrep (weights N(0, 1/C))
-        self.block_start: List[int] = []
-        self.block_dim: List[int] = []
-        k = 0
-        for ir in plan.irreps_out:
-            self.block_start.append(k)
-            self.block_dim.append(irrep_dim(ir))
-            k += irrep_dim(ir)
+        self.block_start, self.block_dim = _blocks(plan.irreps_out)
         self.mix = nn.Parameter(torch.randn(len(plan.irreps_out), c, c) / math.sqrt(c))  # empty in the last layer
 
     def forward(
@@ -74,11 +106,9 @@ class AllegroLayer(nn.Module):
         """``x`` [P, L] scalar latents, ``v`` [P, D_in, C] tensor features (channel-last), ``y`` [P, D_env]
         spherical harmonics → updated ``x`` and the next ``v`` [P, D_out, C]."""
         p, c = x.shape[0], self.num_channels
-        # weights are laid out channel-major ([C, irreps]) in the linear layer's outputs
-        w_env = self.env_embed(x).view(p, c, self.num_env_irreps).transpose(1, 2).index_select(1, self.env_index)
-        env_edge = (w_env * y.unsqueeze(2)).reshape(p, y.shape[1] * c)
-        env = torch.zeros(num_centers, env_edge.shape[1], dtype=x.dtype, device=x.device)
-        env = env.index_add(0, edge_center, env_edge) * self.inv_sqrt_avg
+        w_env = self.env_embed.linear_rows(x, self.env_out_perm).view(p, self.num_env_irreps, c)
+        env_edge = weights_times_sh(w_env, y, self.sh_start, self.sh_dim).view(p, y.shape[1] * c)
+        env = sum_over_centers(env_edge, edge_center, num_centers) * self.inv_sqrt_avg
         env_pair = env.index_select(0, edge_center).view(p, y.shape[1], c)
         out = self.tp(v, env_pair)
         n_s = self.num_scalar_paths
@@ -109,6 +139,9 @@ class AllegroNet(nn.Module):
     Pairs beyond their cutoff contribute exactly zero. Exportable with ``torch.export``.
     """
 
+    sh_start: List[int]
+    sh_dim: List[int]
+
     def __init__(self, config: AllegroConfig) -> None:
         super().__init__()
         t = config.num_types
@@ -125,7 +158,9 @@ class AllegroNet(nn.Module):
         self.basis = BesselBasis(config.num_bessels, t * t, config.bessel_trainable)
         self.sh = o3.SphericalHarmonics(list(range(config.l_max + 1)), normalize=True, normalization="component")
         plans = plan_layers(config.l_max, config.parity, config.num_layers)
-        self.register_buffer("sh_index", _l_index(plans[0].irreps_env))
+        self.register_buffer("sh_index", _l_index(plans[0].irreps_env))  # unused; kept in the state dict of older files
+        self.register_buffer("init_out_perm", _irrep_major(c, self.num_sh), persistent=False)
+        self.sh_start, self.sh_dim = _blocks(plans[0].irreps_env)
         self.two_body = ScalarMLP([2 * t + config.num_bessels] + list(config.two_body_mlp), final_activation=True)
         self.init_tensor = ScalarMLP([latent, c * self.num_sh])
         self.layers = nn.ModuleList(
@@ -162,8 +197,8 @@ class AllegroNet(nn.Module):
         )
         latent = self.two_body(onehots) * u1
         y = self.sh(vec)
-        w0 = self.init_tensor(latent).view(p, self.num_channels, self.num_sh).transpose(1, 2).index_select(1, self.sh_index)
-        v = w0 * y.unsqueeze(2)  # [P, D, C]: channel-last
+        w0 = self.init_tensor.linear_rows(latent, self.init_out_perm).view(p, self.num_sh, self.num_channels)
+        v = weights_times_sh(w0, y, self.sh_start, self.sh_dim)  # [P, D, C]: channel-last
         for layer in self.layers:
             latent, v = layer(latent, v, y, edge_center, num_centers)
         e_pair = (self.readout(latent).squeeze(1) * u).to(torch.float64)

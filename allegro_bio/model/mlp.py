@@ -33,6 +33,11 @@ class ScalarMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def linear_rows(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        """A one-layer MLP's outputs in another order: column q is output ``perm[q]`` (the small
+        weight's rows are permuted, not the [P, width] output)."""
+        return torch.nn.functional.linear(x, self.net[0].weight.index_select(0, perm))
+
     def forward_permuted(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
         """The MLP applied to input columns in another order: column q of ``x`` is the feature
         the first layer's weight expects at column ``perm[q]``. Permuting the small weight
