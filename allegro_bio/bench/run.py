@@ -327,4 +327,6 @@ def format_table(records: list[Record]) -> str:
     if ok and ok[0].get("matmul_peak_flops"):
         lines.append(f"dense float matmul peak here: {ok[0]['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; "
                      f"counted work {ok[0]['flops_per_pair'] / 1e6:.3g} MFLOP per pair (forward + force backward)")
+    if ok and ok[0].get("saved_bytes_per_pair"):
+        lines.append(f"autograd keeps {ok[0]['saved_bytes_per_pair']:,.0f} B per pair for the forces (ours, exact)")
     return "\n".join(lines)
