@@ -171,7 +171,8 @@ class FusedTensorProduct(nn.Module):
         self.sparse = bool(nonzero.shape[0] < SPARSE_BELOW * self.d_in * self.d_env)
         # diagonal form: only scalar outputs, each the sum over one contiguous block of a = b
         diagonal = bool(self.d_in == self.d_env and self.d_out == self.num_scalar_paths
-                        and bool((nonzero[:, 0] == nonzero[:, 1]).all()))
+                        and bool((nonzero[:, 0] == nonzero[:, 1]).all())
+                        and nonzero[:, 0].unique().numel() == nonzero.shape[0])  # each component in one output
         self.seg_start: List[int] = []
         self.seg_dim: List[int] = []
         component_out = torch.full((self.d_in,), -1, dtype=torch.long)
