@@ -57,25 +57,24 @@ def test_fused_tensor_product_matches_e3nn_path_by_path(l_max, parity, num_layer
         torch.testing.assert_close(_to_e3nn(ours, irreps_out), ref, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("l_max,parity,layer", [(1, True, 0), (1, True, 1), (2, True, 0), (2, True, 1), (2, False, 1), (3, True, 1)])
-def test_dense_sparse_and_diagonal_contractions_agree(l_max, parity, layer):
-    """Every contraction form gives the same product and the same gradients of V and env; the
-    diagonal form is available exactly for last layers (scalar paths only)."""
-    tp = FusedTensorProduct(plan_layers(l_max, parity, 2)[layer], 3).double()
-    assert tp.diagonal == (layer == 1)
+@pytest.mark.parametrize("l_max,parity,num_layers", [(1, True, 2), (2, True, 2), (2, False, 3), (3, True, 2)])
+def test_dense_and_diagonal_contractions_agree(l_max, parity, num_layers):
+    """The diagonal form, used exactly for last layers (scalar paths only), gives the same product
+    and the same gradients of V and env as the dense form."""
+    plans = plan_layers(l_max, parity, num_layers)
+    assert [FusedTensorProduct(plan, 3).diagonal for plan in plans] == [False] * (num_layers - 1) + [True]
+    tp = FusedTensorProduct(plans[-1], 3).double()
     with torch.no_grad():
         tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
     v = torch.randn(5, tp.d_in, 3, dtype=torch.float64, requires_grad=True)
     env = torch.randn(5, tp.d_env, 3, dtype=torch.float64, requires_grad=True)
-    forms = [(False, False), (True, False)] + ([(False, True)] if tp.diagonal else [])
     results = []
-    for sparse, diagonal in forms:
-        tp.sparse, tp.diagonal = sparse, diagonal
+    for diagonal in (False, True):
+        tp.diagonal = diagonal
         out = tp(v, env)
         results.append((out, *torch.autograd.grad((out * out).sum(), [v, env])))
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
 def test_last_layer_keeps_only_scalar_paths():

@@ -27,7 +27,7 @@ def flops_per_pair(config: AllegroConfig) -> dict[str, int]:
     """FLOPs per ordered pair (see module doc): ``linear`` (MLPs, environment weights, channel
     mixing: matrix products), ``contraction`` (the tensor products, in the form
     :class:`~allegro_bio.model.tensor_product.FusedTensorProduct` uses: the dense outer product
-    and its matmul, the sparse nonzeros, or the diagonal products), each forward only, and ``forward``, ``backward``
+    and its matmul, or the diagonal products), each forward only, and ``forward``, ``backward``
     and ``total`` (forward + force backward)."""
     c, lat, t = config.num_tensor_features, config.latent_dim, config.num_types
     n_sh = config.l_max + 1
@@ -39,8 +39,6 @@ def flops_per_pair(config: AllegroConfig) -> dict[str, int]:
         tp = FusedTensorProduct(plan, 1)
         if tp.diagonal:  # V·env·coef, then the sum over each irrep's components
             contraction += c * 3 * tp.d_in
-        elif tp.sparse:  # per nonzero: two multiplies and an add
-            contraction += c * 3 * int(tp.nz_in.numel())
         else:  # outer product, then the matmul with W
             contraction += c * (tp.d_in * tp.d_env + 2 * tp.d_in * tp.d_env * tp.d_out)
         linear += _mlp([lat + c * n_s, *config.latent_mlp])

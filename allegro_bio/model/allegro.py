@@ -26,7 +26,7 @@ from torch import nn
 from .config import AllegroConfig
 from .mlp import ScalarMLP
 from .radial import BesselBasis, PolynomialEnvelope
-from .tensor_product import FusedTensorProduct, LayerPlan, irrep_dim, plan_layers
+from .tensor_product import FusedTensorProduct, LayerPlan, irrep_blocks, irrep_dim, plan_layers
 from .zbl import ZBL
 
 
@@ -39,16 +39,6 @@ def _irrep_major(num_channels: int, num_irreps: int) -> torch.Tensor:
     """Row order that turns a linear layer's channel-major outputs (column c·n + k) into
     irrep-major ones (k·C + c), applied to the small weight instead of the [P, C·n] output."""
     return torch.tensor([ch * num_irreps + k for k in range(num_irreps) for ch in range(num_channels)], dtype=torch.long)
-
-
-def _blocks(irreps: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
-    """Start and size of each irrep's block of components in a strided array."""
-    starts, dims, k = [], [], 0
-    for ir in irreps:
-        starts.append(k)
-        dims.append(irrep_dim(ir))
-        k += irrep_dim(ir)
-    return starts, dims
 
 
 def weights_times_sh(w: torch.Tensor, y: torch.Tensor, sh_start: List[int], sh_dim: List[int]) -> torch.Tensor:
@@ -85,7 +75,7 @@ class AllegroLayer(nn.Module):
         self.register_buffer("env_index", _l_index(plan.irreps_env))  # unused; kept in the state dict of older files
         self.env_embed = ScalarMLP([latent_dim, c * self.num_env_irreps])  # one linear layer, channel-major outputs
         self.register_buffer("env_out_perm", _irrep_major(c, self.num_env_irreps), persistent=False)
-        self.sh_start, self.sh_dim = _blocks(plan.irreps_env)
+        self.sh_start, self.sh_dim = irrep_blocks(plan.irreps_env)
         self.tp = FusedTensorProduct(plan, c)
         self.num_scalar_paths = len(plan.scalar_paths)
         self.latent_mlp = ScalarMLP([latent_dim + c * self.num_scalar_paths] + list(latent_mlp))
@@ -97,7 +87,7 @@ class AllegroLayer(nn.Module):
         self.inv_sqrt_avg = 1.0 / math.sqrt(avg_num_neighbors)
         self.has_tensor_out = len(plan.irreps_out) > 0
         # channel mixing of each output irrep (weights N(0, 1/C))
-        self.block_start, self.block_dim = _blocks(plan.irreps_out)
+        self.block_start, self.block_dim = irrep_blocks(plan.irreps_out)
         self.mix = nn.Parameter(torch.randn(len(plan.irreps_out), c, c) / math.sqrt(c))  # empty in the last layer
 
     def forward(
@@ -160,7 +150,7 @@ class AllegroNet(nn.Module):
         plans = plan_layers(config.l_max, config.parity, config.num_layers)
         self.register_buffer("sh_index", _l_index(plans[0].irreps_env))  # unused; kept in the state dict of older files
         self.register_buffer("init_out_perm", _irrep_major(c, self.num_sh), persistent=False)
-        self.sh_start, self.sh_dim = _blocks(plans[0].irreps_env)
+        self.sh_start, self.sh_dim = irrep_blocks(plans[0].irreps_env)
         self.two_body = ScalarMLP([2 * t + config.num_bessels] + list(config.two_body_mlp), final_activation=True)
         self.init_tensor = ScalarMLP([latent, c * self.num_sh])
         self.layers = nn.ModuleList(

@@ -94,6 +94,11 @@ def _offsets(irreps: list[Irrep], start: int = 0) -> list[int]:
     return out
 
 
+def irrep_blocks(irreps: list[Irrep]) -> tuple[list[int], list[int]]:
+    """Start and size of each irrep's block of components in a strided array."""
+    return _offsets(irreps), [irrep_dim(ir) for ir in irreps]
+
+
 def path_basis(plan: LayerPlan) -> tuple[torch.Tensor, list[float]]:
     """Per-path Wigner-3j blocks placed in the dense tensor, ``[n_paths, D_in, D_env, D_out]``.
 
@@ -129,10 +134,6 @@ def path_basis(plan: LayerPlan) -> tuple[torch.Tensor, list[float]]:
     return basis, consts
 
 
-#: Use the sparse form when the Wigner-3j tensor has fewer nonzeros than this fraction of D_in·D_env.
-SPARSE_BELOW = 0.6
-
-
 class FusedTensorProduct(nn.Module):
     """out[p,k,c] = Σ_ab W[a,b,k] V[p,a,c] env[p,b,c], with W = Σ_paths w_path · basis_path.
 
@@ -140,15 +141,13 @@ class FusedTensorProduct(nn.Module):
     contiguous channel axis, which is what makes the product cheap on CPUs (the small preset's
     energy+forces on 1,536 waters went from 245 ms in the channel-first layout to 190 ms; see
     docs/benchmarks.md). The path weights ``w_path`` are trained (one per
-    path, shared by channels). Two ways to contract, chosen once from W's sparsity:
+    path, shared by channels). Two ways to contract, chosen once from the plan:
 
     - ``dense``: the outer product V⊗env ``[P, D_in·D_env, C]``, then one matmul with W;
-    - ``sparse``: only the nonzero (a, b, k) entries of W (gather, multiply, index_add), used
-      when they are fewer than :data:`SPARSE_BELOW` × D_in·D_env;
     - ``diagonal``: a last layer keeps only the scalar paths ℓ⊗ℓ→0, whose Wigner-3j blocks are
       diagonal (a = b): one element-wise product V·env·coef, then a sum over each irrep's
-      components. Same result as ``sparse`` without the gathers and the scatter (small preset,
-      17.8k pairs: 3.8 ms forward+backward against 6.0 ms).
+      components (small preset, 17.8k pairs: 3.8 ms forward+backward against 6.0 ms for the
+      gather/scatter of W's nonzeros it replaced).
     """
 
     seg_start: List[int]
@@ -162,33 +161,17 @@ class FusedTensorProduct(nn.Module):
         self.num_scalar_paths = len(plan.scalar_paths)
         self.register_buffer("basis", basis.flatten(1).to(torch.get_default_dtype()))
         self.path_weight = nn.Parameter(torch.ones(basis.shape[0], dtype=torch.get_default_dtype()))
-        nonzero = (basis.abs().sum(0) > 0).nonzero()  # [nnz, 3]: (a, b, k)
-        self.register_buffer("nz_in", nonzero[:, 0].contiguous(), persistent=False)
-        self.register_buffer("nz_env", nonzero[:, 1].contiguous(), persistent=False)
-        self.register_buffer("nz_out", nonzero[:, 2].contiguous(), persistent=False)
-        flat = (nonzero[:, 0] * self.d_env + nonzero[:, 1]) * self.d_out + nonzero[:, 2]
-        self.register_buffer("nz_flat", flat.contiguous(), persistent=False)
-        self.sparse = bool(nonzero.shape[0] < SPARSE_BELOW * self.d_in * self.d_env)
-        # diagonal form: only scalar outputs, each the sum over one contiguous block of a = b
-        diagonal = bool(self.d_in == self.d_env and self.d_out == self.num_scalar_paths
-                        and bool((nonzero[:, 0] == nonzero[:, 1]).all())
-                        and nonzero[:, 0].unique().numel() == nonzero.shape[0])  # each component in one output
-        self.seg_start: List[int] = []
-        self.seg_dim: List[int] = []
-        component_out = torch.full((self.d_in,), -1, dtype=torch.long)
-        if diagonal:
-            component_out[nonzero[:, 0]] = nonzero[:, 2]
-            for k in range(self.d_out):
-                comps = (component_out == k).nonzero().flatten().tolist()
-                self.seg_start.append(comps[0] if comps else 0)
-                self.seg_dim.append(len(comps))
-                diagonal = diagonal and bool(comps) and comps == list(range(comps[0], comps[0] + len(comps)))
-            diagonal = diagonal and bool((component_out >= 0).all())
-        # basis_diag[path, a] = basis[path, a, a, k(a)]: the coefficient of V_a·env_a in output k(a)
-        a = torch.arange(self.d_in)
-        diag = basis[:, a, a, component_out.clamp(min=0)] if diagonal else torch.zeros(basis.shape[0], self.d_in, dtype=basis.dtype)
+        # basis_diag[path, a] = Σ_k basis[path, a, a, k]: all of W in a diagonal layer (path k feeds output k)
+        diag = torch.diagonal(basis, dim1=1, dim2=2).sum(1)
         self.register_buffer("basis_diag", diag.to(torch.get_default_dtype()).contiguous(), persistent=False)
-        self.diagonal = diagonal
+        self.diagonal = bool(
+            not plan.irreps_out and plan.irreps_in == plan.irreps_env
+            and all(ia == ie for ia, ie in plan.scalar_paths)
+            and torch.isclose(diag.abs().sum(), basis.abs().sum(), rtol=1e-12, atol=0.0)
+        )
+        starts, dims = irrep_blocks(plan.irreps_in)
+        self.seg_start = [starts[ia] for ia, _ in plan.scalar_paths] if self.diagonal else []
+        self.seg_dim = [dims[ia] for ia, _ in plan.scalar_paths] if self.diagonal else []
 
     def weight(self) -> torch.Tensor:
         """The dense contraction tensor ``[D_in, D_env, D_out]``."""
@@ -196,16 +179,11 @@ class FusedTensorProduct(nn.Module):
 
     def forward(self, v: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
         """``v``: [P, D_in, C], ``env``: [P, D_env, C] → [P, D_out, C]."""
-        p, c = v.shape[0], v.shape[2]
         if self.diagonal:
             prod = v * env * (self.path_weight @ self.basis_diag).view(1, -1, 1)
             parts = [prod.narrow(1, s, d).sum(1, keepdim=True) for s, d in zip(self.seg_start, self.seg_dim)]
             return torch.cat(parts, 1)
-        if self.sparse:
-            w = (self.path_weight @ self.basis).index_select(0, self.nz_flat)
-            prod = v.index_select(1, self.nz_in) * env.index_select(1, self.nz_env) * w.view(1, -1, 1)
-            out = torch.zeros(p, self.d_out, c, dtype=v.dtype, device=v.device)
-            return out.index_add(1, self.nz_out, prod)
+        p, c = v.shape[0], v.shape[2]
         outer = (v.unsqueeze(2) * env.unsqueeze(1)).view(p, self.d_in * self.d_env, c)
         wt = self.weight().view(self.d_in * self.d_env, self.d_out).t()
         return torch.matmul(wt, outer)
