@@ -84,8 +84,6 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-
-
 def evaluation_memory_mb(evaluate: Callable[[], Any]) -> float | None:
     """Peak resident memory (MB) one call of ``evaluate`` adds to the process (None if not measurable).
 

@@ -14,10 +14,14 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import sampling
+
+if TYPE_CHECKING:  # ase is imported where frames are built
+    from ase import Atoms
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +154,7 @@ def assign_splits(group_ids: list[str], seed: int, fractions: dict[str, float] |
 
 
 def _frame(numbers, positions, *, source: str, snap: sampling.Snapshot, charge: int, frame_id: str,
-           cell: np.ndarray | None = None, **info) -> "Atoms":
+           cell: np.ndarray | None = None, **info) -> Atoms:
     from ase import Atoms
 
     atoms = Atoms(numbers=numbers, positions=positions, cell=cell, pbc=cell is not None)

@@ -46,8 +46,6 @@ def tile_water(lengths) -> np.ndarray:
     """Water molecules ``[n, 3, 3]`` (O, H, H; Å) filling an orthorhombic box ``lengths`` (Å),
     oxygens inside ``[0, L)``, seams relaxed and overlaps (including across the periodic
     boundary) removed."""
-    from scipy.spatial import cKDTree
-
     lengths = np.asarray(lengths, dtype=float)
     mols, t = _template()
     # cut a slightly larger block (edge L + SEAM_GAP per axis, unless L is a whole number of
