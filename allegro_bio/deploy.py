@@ -83,6 +83,10 @@ def save(
     """
     if not isinstance(model, AllegroPotential):
         raise TypeError(f"save() takes an AllegroPotential (from build_model or training), got {type(model).__name__}")
+    from .model.compiled import CompiledPotential
+
+    if isinstance(model, CompiledPotential):  # the file holds the weights; compiling is a run-time choice
+        model = model.eager()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = metadata_of(model, training_description, allow_tf32)
@@ -252,10 +256,12 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> Deploye
     return DeployedModel(module.eval(), extra, path)
 
 
-def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None):
+def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, compile: bool = False):
     """Resolve a model to a ready one: a file path, the name of a packaged model
     (:mod:`allegro_bio.pretrained`), ``None`` (the default packaged model), a
-    :class:`DeployedModel` or an eager :class:`AllegroPotential`.
+    :class:`DeployedModel` or an eager :class:`AllegroPotential`. With ``compile``, the result is a
+    :class:`~allegro_bio.model.compiled.CompiledPotential` of its weights (``torch.compile``, for
+    Python callers: ASE, the MD runner).
 
     Every engine (ASE, OpenMM, MD, evaluation) gets its model here, so this is also where the
     process is set up for repeated evaluations (:func:`allegro_bio.runtime.keep_freed_memory`)."""
@@ -281,4 +287,13 @@ def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.
             model.to(dtype=dtype)
         else:
             model = clone(model, {torch.float32: "float32", torch.float64: "float64"}[dtype])
+    if compile:
+        from .model.compiled import compile_potential
+
+        if isinstance(model, DeployedModel):
+            eager = to_eager(model)
+            if eager.model_dtype != model.model_dtype:  # the loaded file was cast after loading
+                eager = clone(eager, model.model_dtype)
+            model = eager.to(model.cutoff_matrix.device)
+        model = compile_potential(model)
     return model

@@ -78,11 +78,17 @@ def model_files(tmp_path_factory, eager64, eager32):
     }
 
 
-FORMS = ["eager", "deployed", "calculator"]
+FORMS = ["eager", "deployed", "calculator", "compiled"]
+
+
+@pytest.fixture(scope="session")
+def compiled_calculators(model_files):
+    """``AllegroCalculator(file, compile=True)`` per dtype, built once: each compiles at its first call."""
+    return {dtype: allegro_bio.AllegroCalculator(path, compile=True) for dtype, path in model_files.items()}
 
 
 @pytest.fixture(params=[(f, d) for f in FORMS for d in ("float64", "float32")], ids=lambda p: f"{p[0]}-{p[1]}")
-def form(request, eager64, eager32, model_files):
+def form(request, eager64, eager32, model_files, compiled_calculators):
     """(evaluator, dtype) for every model form and dtype."""
     from allegro_bio.testing import evaluator
 
@@ -91,6 +97,8 @@ def form(request, eager64, eager32, model_files):
         model = eager64 if dtype == "float64" else eager32
     elif kind == "deployed":
         model = allegro_bio.load(model_files[dtype])
+    elif kind == "compiled":
+        model = compiled_calculators[dtype]
     else:
         model = allegro_bio.AllegroCalculator(model_files[dtype])
     return evaluator(model), dtype

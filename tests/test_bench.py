@@ -53,6 +53,20 @@ def test_bench_cli_water192(tmp_path, capsys):
     assert "water192" in capsys.readouterr().out
 
 
+def test_bench_compiled_form(tmp_path, capsys):
+    """--forms compiled: the torch.compile path, timed after its compile, which is reported apart."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["bench", "--cases", "water192", "--repeats", "1", "--forms", "eager", "compiled",
+                              "--json", str(out)])
+    assert args.func(args) == 0
+    eager, compiled = json.loads(out.read_text())
+    assert (eager["form"], compiled["form"]) == ("eager", "compiled")
+    assert compiled["status"] == "ok" and compiled["n_pairs"] == eager["n_pairs"] and compiled["compile_s"] > 0
+    assert "torch.compile took" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("preset,bound", [("small", 5_000), ("paper", 62_000)])
 def test_saved_memory_per_pair_is_bounded(preset, bound):
     """What autograd keeps per pair for the forces (deterministic, unlike peak RSS): small 4.7 kB and

@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also time the reference implementation (nequip + nequip-allegro, pip install "
                         "'allegro_bio[peer]') at the same hyperparameters, side by side, and print our/peer ratios")
-    parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript"], default=None, metavar="FORM",
-                        help="our forms to time: eager and/or torchscript (the deployed file) (default: eager; "
-                        "with --peer: both)")
+    parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript", "compiled"], default=None,
+                        metavar="FORM", help="our forms to time: eager, torchscript (the deployed file), compiled "
+                        "(torch.compile, as AllegroCalculator(compile=True); compiles ~15-40 s first) "
+                        "(default: eager; with --peer: eager and torchscript)")
     parser.add_argument("--chunk", type=positive_int, default=None, metavar="PAIRS",
                         help="pairs per chunk of centre atoms (default: the model's, from a 0.5 GB activation budget); "
                         "a large value evaluates unchunked, e.g. to measure memory per pair")

@@ -115,7 +115,8 @@ def measure_case(
     """Benchmark one case in this process; one record per implementation and form.
 
     Ours in each of ``forms`` (``"eager"``: the ``AllegroPotential``; ``"torchscript"``: the
-    deployed, scripted file as ASE/OpenMM/LAMMPS run it) and, with ``peer``, the reference in its
+    deployed, scripted file as ASE/OpenMM/LAMMPS run it; ``"compiled"``: ``torch.compile``, as
+    ``AllegroCalculator(compile=True)`` runs it, its compile time in ``compile_s``) and, with ``peer``, the reference in its
     eager and TorchScript forms at the same hyperparameters (see :mod:`.peer`). Weights are
     frozen (inference). Steps: neighbour list once; one evaluation each with the default malloc
     to measure the memory it adds (``eval_peak_mb``); then
@@ -158,10 +159,16 @@ def measure_case(
     saved_bpp = saved_bytes_per_pair(model, *args)
     timed: list[_Timed] = []
     for form in forms:
-        net = model if form == "eager" else _scripted(model)
-        timed.append(_Timed(IMPLEMENTATION, form, (lambda net=net: net.compute(*args, n, virial)), n_pairs,
-                            {"n_pairs_rmax": int(graph.edge_index.shape[1]), "nl_ms": nl_ms,
-                             "num_weights": model.num_weights(), "chunk_pairs": model.max_edges_per_chunk}))
+        net = _form(model, form)
+        extra: Record = {"n_pairs_rmax": int(graph.edge_index.shape[1]), "nl_ms": nl_ms,
+                         "num_weights": model.num_weights(), "chunk_pairs": model.max_edges_per_chunk}
+        evaluate = (lambda net=net: net.compute(*args, n, virial))
+        if form == "compiled":  # compile now (its first call), so the memory and times below are steady-state
+            start = time.perf_counter()
+            with torch.enable_grad():
+                evaluate()
+            extra["compile_s"] = time.perf_counter() - start
+        timed.append(_Timed(IMPLEMENTATION, form, evaluate, n_pairs, extra))
     if peer:
         from .peer import FORMS, build_peer, peer_evaluator, peer_inputs, peer_version
 
@@ -219,6 +226,17 @@ def measure_case(
             r["peer_best_form"] = best["form"]
             r["ratio_vs_peer"] = best["median_ms"] / r["median_ms"] if r["implementation"] == IMPLEMENTATION else None
     return records
+
+
+def _form(model: torch.nn.Module, form: str) -> Any:
+    """Our ``model`` in one of the timed forms: eager, torchscript (the deployed file) or compiled."""
+    if form == "torchscript":
+        return _scripted(model)
+    if form == "compiled":
+        from ..model.compiled import compile_potential
+
+        return compile_potential(model)
+    return model
 
 
 def _scripted(model: torch.nn.Module) -> torch.jit.ScriptModule:
@@ -327,4 +345,7 @@ def format_table(records: list[Record]) -> str:
                      f"counted work {ok[0]['flops_per_pair'] / 1e6:.3g} MFLOP per pair (forward + force backward)")
     if ok and ok[0].get("saved_bytes_per_pair"):
         lines.append(f"autograd keeps {ok[0]['saved_bytes_per_pair']:,.0f} B per pair for the forces (ours, exact)")
+    for r in ok:
+        if r.get("compile_s") is not None:
+            lines.append(f"{r['case']}: torch.compile took {r['compile_s']:.1f} s (first call, not in ms/eval)")
     return "\n".join(lines)

@@ -25,7 +25,7 @@ time): exact, because the features of pair i→j depend only on pairs centred on
 
 
 import json
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -146,11 +146,9 @@ class AllegroPotential(nn.Module):
                 e1 = int(cum[c1 - 1])
             ii, jj = i[e0:e1], j[e0:e1]
             v = vec[e0:e1].detach().requires_grad_(True)
-            e_c = self.net(v, ii - c0, atom_type[c0:c1], atom_type.index_select(0, jj))
+            e_c, g = self._energy_and_grad(v, ii - c0, atom_type[c0:c1], atom_type.index_select(0, jj))
             energies[c0:c1] = e_c.detach()
             if e1 > e0:
-                grads = torch.autograd.grad([e_c.sum()], [v], allow_unused=True)
-                g = grads[0]
                 if g is not None:
                     forces.index_add_(0, ii, g)
                     forces.index_add_(0, jj, -g)
@@ -159,6 +157,16 @@ class AllegroPotential(nn.Module):
                         virial -= 0.5 * (dedeps + dedeps.t())
             c0, e0 = c1, e1
         return energies, forces.to(torch.float64), virial
+
+    def _energy_and_grad(
+        self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """One chunk: centre energies [num_centres] (eV) and ∂E/∂vec [E, 3] (eV/Å; ``None`` without pairs)."""
+        e_c = self.net(vec, edge_center, center_type, neighbor_type)
+        if vec.shape[0] == 0:
+            return e_c, None
+        grads = torch.autograd.grad([e_c.sum()], [vec], allow_unused=True)
+        return e_c, grads[0]
 
     @torch.jit.export
     def metadata_json(self) -> str:
