@@ -174,6 +174,10 @@ def to_eager(model: DeployedModel) -> AllegroPotential:
     derived = {name for name, _ in eager.named_buffers()} - set(eager.state_dict())  # non-persistent buffers
     state = {k: v.detach().cpu() for k, v in model.module.state_dict().items() if k not in derived}
     missing, unexpected = eager.load_state_dict(state, strict=False)
+    # buffers this version no longer keeps (constants an older network code derived and stored,
+    # e.g. the removed sparse product's indices) are dropped; a weight that does not fit is an error
+    weights = {name for name, _ in model.module.named_parameters()}
+    unexpected = [k for k in unexpected if k in weights]
     if missing or unexpected:
         raise ModelFileError(f"{model.path}: weights do not fit the network of its config "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import allegro_bio
+from allegro_bio import pretrained
 from allegro_bio.errors import ModelFileError
 from allegro_bio.inference import evaluate
 from allegro_bio.model import clone
@@ -140,3 +141,25 @@ def test_redeploy_keeps_weights_and_metadata(eager64, model_files, tmp_path, cap
     assert got.energy == pytest.approx(ref.energy, rel=1e-13)
     np.testing.assert_allclose(got.forces, ref.forces, rtol=1e-11, atol=1e-11)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_redeploy_drops_constants_older_code_stored(tmp_path):
+    """A file from an older network version may hold derived buffers this version no longer keeps
+    (e.g. the removed sparse product's indices, as in the packaged model): they are dropped. An
+    extra weight is an error naming it."""
+    from allegro_bio.deploy import to_eager
+
+    m = allegro_bio.build_model("small", ["H", "C", "N", "O", "S"], seed=3, dtype="float64")
+    m.net.layers[0].tp.register_buffer("nz_in", torch.arange(5))
+    old = allegro_bio.load(allegro_bio.save(m, tmp_path / "old.pt"))
+    a = organic()
+    ref = evaluate(old, a.positions, a.numbers, np.zeros((3, 3)), False)
+    got = evaluate(to_eager(old), a.positions, a.numbers, np.zeros((3, 3)), False)
+    np.testing.assert_allclose(got.forces, ref.forces, rtol=1e-12, atol=1e-12)
+    del m.net.layers[0].tp.nz_in
+    m.net.layers[0].tp.extra_weight = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    with pytest.raises(ModelFileError, match="extra_weight"):
+        to_eager(allegro_bio.load(allegro_bio.save(m, tmp_path / "foreign.pt")))
+    if pretrained.available():  # the packaged file holds such buffers
+        packaged = pretrained.load()
+        assert to_eager(packaged).num_weights() == sum(p.numel() for p in packaged.module.parameters())

@@ -96,6 +96,19 @@ def test_exploding_run_stops_with_message_and_keeps_files(engine, water, hot_mod
     assert r.failed
 
 
+def test_ase_run_compiled_follows_the_uncompiled_run(water, model_file, tmp_path):
+    """engine "ase", compile=True: the same NVE trajectory as uncompiled, to float32 rounding."""
+    kw = dict(engine="ase", integrator="nve", steps=6, report_interval=3, progress=False)
+    md.run(water, model_file, out_dir=tmp_path / "plain", **kw)
+    r = md.run(water, model_file, out_dir=tmp_path / "compiled", compile=True, **kw)
+    assert r.summary["status"] == "completed"
+    plain, compiled = _rows(tmp_path / "plain" / "state.csv"), _rows(tmp_path / "compiled" / "state.csv")
+    for a, b in zip(plain, compiled):
+        assert float(b["potential_kJ_mol"]) == pytest.approx(float(a["potential_kJ_mol"]), rel=1e-5, abs=1e-2)
+    with pytest.raises(AllegroError, match="engine 'ase'"):
+        md.run(water, model_file, engine="openmm", compile=True, out_dir=tmp_path / "x", progress=False)
+
+
 def test_unknown_elements_named_before_running(model_file, tmp_path):
     with pytest.raises(UnknownElementError, match=r"Ca \(11 atoms\), Cl \(2 atoms\)"):
         md.run(systems.factor_ix(), model_file, steps=1, out_dir=tmp_path, progress=False)

@@ -115,9 +115,13 @@ def measure_openmm(
         else:
             path = save(build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32"), Path(tmp) / "model.pt")
         model = load(path)
+        if backend == "ase-compiled":  # torch.compile: the raw timing and the steps share one compiled model
+            from ..deploy import as_model
+
+            model = as_model(model, compile=True)
         raw_ms, raw_nl_ms = _raw_model_ms(model, atoms, raw_repeats)
-        if backend == "ase":
-            times = _ase_steps(path, atoms, trained, warmup, steps, seed)
+        if backend in ("ase", "ase-compiled"):
+            times = _ase_steps(str(path) if backend == "ase" else model, atoms, trained, warmup, steps, seed)
         else:
             times = _openmm_steps(system, top, path, backend, platform, threads, trained, positions_nm, warmup, steps, seed)
     step_s = statistics.median(times)
@@ -169,9 +173,9 @@ def _openmm_steps(system: Any, top: Any, path: Any, backend: str, platform: str,
     return times
 
 
-def _ase_steps(path: Any, atoms: Any, trained: bool, warmup: int, steps: int, seed: int) -> list[float]:
+def _ase_steps(model: Any, atoms: Any, trained: bool, warmup: int, steps: int, seed: int) -> list[float]:
     """Wall times (s) of ``steps`` ASE Langevin steps (300 K; or, untrained, steps from rest) with
-    ``AllegroCalculator`` after ``warmup`` untimed ones."""
+    ``AllegroCalculator(model)`` after ``warmup`` untimed ones."""
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -179,7 +183,7 @@ def _ase_steps(path: Any, atoms: Any, trained: bool, warmup: int, steps: int, se
     from ..ase import AllegroCalculator
 
     atoms = atoms.copy()
-    atoms.calc = AllegroCalculator(str(path))
+    atoms.calc = AllegroCalculator(model)
     start_positions = atoms.get_positions()
     if trained:
         MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed + 1))

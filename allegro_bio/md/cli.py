@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--integrator", choices=["langevin", "nve"], default="langevin")
     parser.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default: 1)")
     parser.add_argument("--engine", choices=["openmm", "ase"], default="openmm")
+    parser.add_argument("--compile", action="store_true",
+                        help="--engine ase: evaluate through torch.compile (~20%% less time per step after a "
+                        "~15-40 s compile; needs g++)")
     parser.add_argument("--report-interval", type=positive_int, default=50,
                         help="steps between frames, log rows, checkpoints and stability checks (default: 50)")
     parser.add_argument("--format", choices=["dcd", "xtc"], default="dcd", help="trajectory format (default: dcd)")
@@ -102,7 +105,8 @@ def main(args: argparse.Namespace) -> int:
                      temperature_K=args.temperature, steps=args.steps, report_interval=args.report_interval,
                      out_dir=args.out, restart=args.restart, friction_per_ps=args.friction,
                      trajectory_format=args.format, limits=StabilityLimits(max_temperature_K=args.max_temperature),
-                     seed=args.seed, platform=args.platform, progress=not args.no_progress)
+                     seed=args.seed, platform=args.platform, progress=not args.no_progress,
+                     compile=args.compile)
     except SimulationUnstableError as exc:
         print(f"allegro-bio md: {exc}", file=sys.stderr)
         return 3

@@ -306,6 +306,7 @@ def run(
     precision: str | None = None,
     progress: bool = True,
     raise_on_failure: bool = True,
+    compile: bool = False,
 ) -> MDResult:
     """Run ML MD of ``system`` with ``model`` and write a trajectory, a state log and a stability report.
 
@@ -342,6 +343,10 @@ def run(
         :class:`StabilityLimits`; the run stops at the first report that shows NaN/inf, a
         temperature above the limit, an atom faster than the speed limit, or when the engine
         raises (e.g. atoms collapsing below 0.1 Å).
+    compile
+        Engine ``"ase"`` only: evaluate through ``torch.compile``
+        (``AllegroCalculator(compile=True)``): ~20 % less time per step on CPU after a one-off
+        compile (~15-40 s) at the first step; needs a C++ compiler.
     raise_on_failure
         On a blow-up: raise :class:`SimulationUnstableError` (default) after writing the report,
         or return the :class:`MDResult` with ``summary["status"] == "failed"``.
@@ -360,9 +365,16 @@ def run(
             raise AllegroError(f"{name} must be a positive integer, got {value}")
     if not (timestep_fs > 0 and temperature_K > 0):
         raise AllegroError(f"timestep_fs and temperature_K must be positive, got {timestep_fs}, {temperature_K}")
+    if compile and engine != "ase":
+        raise AllegroError(f"compile=True applies to engine 'ase' (OpenMM runs the deployed TorchScript file), "
+                           f"not {engine!r}")
     limits = limits or StabilityLimits()
     t_setup = time.perf_counter()
     model_obj, model_info = resolve_model(model)
+    if compile:
+        from ..deploy import as_model
+
+        model_obj = as_model(model_obj, compile=True)
     system = _resolve_system(system)
     check_elements(system, model_info["type_names"])
 
