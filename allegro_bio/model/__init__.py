@@ -30,7 +30,7 @@ __all__ = [
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def build_from_config(config: AllegroConfig, seed: int = 0) -> AllegroPotential:
+def build_from_config(config: AllegroConfig, seed: int = 0, cls: type = AllegroPotential) -> AllegroPotential:
     """An untrained :class:`AllegroPotential` for ``config``, initialised from ``seed``.
 
     Weights are drawn in float64 and then cast, so the float32 and float64 models of one seed
@@ -41,18 +41,19 @@ def build_from_config(config: AllegroConfig, seed: int = 0) -> AllegroPotential:
         previous = torch.get_default_dtype()
         torch.set_default_dtype(torch.float64)
         try:
-            model = AllegroPotential(config)
+            model = cls(config)
         finally:
             torch.set_default_dtype(previous)
     return cast_model(model, _DTYPES[config.dtype]).eval()
 
 
-def clone(model: AllegroPotential, dtype: str | None = None) -> AllegroPotential:
-    """A copy of ``model`` (weights, chunk size), optionally cast to ``dtype`` ("float32"/"float64")."""
+def clone(model: AllegroPotential, dtype: str | None = None, cls: type = AllegroPotential) -> AllegroPotential:
+    """A copy of ``model`` (weights, chunk size), optionally cast to ``dtype`` ("float32"/"float64"),
+    as an instance of ``cls`` (an :class:`AllegroPotential` subclass built from a config)."""
     import dataclasses
 
     config = model.config if dtype is None else dataclasses.replace(model.config, dtype=dtype)
-    new = build_from_config(config)
+    new = build_from_config(config, cls=cls)
     new.load_state_dict(model.state_dict())
     new.max_edges_per_chunk = model.max_edges_per_chunk
     return new.to(model.cutoff_matrix.device)

@@ -2,7 +2,7 @@
 
 Inductor fuses the network's element-wise steps (SiLU, envelope, the tensor product's broadcast
 products, residual updates) into C++ loops, so fewer passes over per-pair arrays. It needs a C++
-compiler at run time (g++ on Linux) and compiles once per process (~15-40 s on 2 cores; the
+compiler at run time (g++ on Linux) and compiles once per process (~11-40 s on 2 cores; the
 inductor cache makes later processes faster), with dynamic shapes: the number of pairs and atoms
 may change every MD step without recompiling. For inference only (weights frozen; no training
 through it). The deployed file (OpenMM, LAMMPS) stays TorchScript: ``save`` stores the weights.
@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .allegro import cast_model
+from .config import AllegroConfig
 from .potential import AllegroPotential
 
 
@@ -24,23 +24,13 @@ class CompiledPotential(AllegroPotential):
     """An :class:`AllegroPotential` whose per-chunk energy and gradient run compiled.
 
     Same ``compute`` contract and results (to float rounding) as the eager model it is built
-    from; its own copy of the weights, frozen. Never scripted: :func:`allegro_bio.save` writes
+    from by :func:`compile_potential`: its own copy of the weights, frozen. Never scripted: :func:`allegro_bio.save` writes
     it as the plain potential.
     """
 
-    def __init__(self, model: AllegroPotential, dynamic: bool = True) -> None:
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)  # as build_from_config: built in float64, then cast
-        try:
-            super().__init__(model.config)
-        finally:
-            torch.set_default_dtype(previous)
-        cast_model(self, model.net.basis.freqs.dtype)  # the network's working dtype; float64 sums stay
-        self.load_state_dict(model.state_dict())
-        self.to(model.cutoff_matrix.device)
-        self.max_edges_per_chunk = model.max_edges_per_chunk
-        self.eval().requires_grad_(False)
-        self._step = torch.compile(self._eager_step, dynamic=dynamic)
+    def __init__(self, config: AllegroConfig) -> None:
+        super().__init__(config)
+        self._step = torch.compile(self._eager_step, dynamic=True)  # compiles at its first call
 
     def _eager_step(
         self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
@@ -58,10 +48,10 @@ class CompiledPotential(AllegroPotential):
         """A plain :class:`AllegroPotential` with these weights (what ``save`` scripts)."""
         from . import clone
 
-        return clone(self, dtype={torch.float32: "float32", torch.float64: "float64"}[self.net.basis.freqs.dtype])
+        return clone(self, dtype=_dtype_name(self))
 
 
-def compile_potential(model: AllegroPotential, dynamic: bool = True) -> CompiledPotential:
+def compile_potential(model: AllegroPotential) -> CompiledPotential:
     """``model`` (eager) with its chunks compiled; see the module doc. Raises ``RuntimeError``
     naming the cause if this machine cannot compile (no C++ compiler)."""
     if isinstance(model, CompiledPotential):
@@ -72,7 +62,15 @@ def compile_potential(model: AllegroPotential, dynamic: bool = True) -> Compiled
     if model.cutoff_matrix.device.type == "cpu" and not _cpp_compiler():
         raise RuntimeError("compile=True needs a C++ compiler for torch.compile on CPU (g++ or clang++ on PATH, or "
                            "$CXX); none was found. Install one (Debian: apt install g++) or evaluate uncompiled.")
-    return CompiledPotential(model, dynamic=dynamic)
+    from . import clone
+
+    # the weights in the network's working dtype (float64 sums stay float64), frozen: inference only
+    return clone(model, dtype=_dtype_name(model), cls=CompiledPotential).eval().requires_grad_(False)
+
+
+def _dtype_name(model: AllegroPotential) -> str:
+    """The network's working dtype ("float32"/"float64"), whatever its config says."""
+    return {torch.float32: "float32", torch.float64: "float64"}[model.net.basis.freqs.dtype]
 
 
 def _cpp_compiler() -> str | None:
