@@ -48,6 +48,17 @@ def test_compiled_model_saves_as_the_plain_potential(tmp_path, eager64, compiled
     np.testing.assert_allclose(got.forces, ref.forces, rtol=1e-12, atol=1e-12)
 
 
+def test_compiled_model_uses_the_fusable_ops(eager64, compiled_calculators):
+    """The compiled model gathers environments with ``gather`` and unrolls the small preset's first
+    product (14 terms); the eager model and the plain copy that ``save`` writes do neither."""
+    compiled = compiled_calculators["float64"].model
+    assert [layer.gather_pairs for layer in compiled.net.layers] == [True, True]
+    assert [layer.tp.unrolled for layer in compiled.net.layers] == [True, False]  # the last layer is diagonal
+    assert compiled.net.layers[0].tp.num_terms() == 14
+    for plain in (eager64, compiled.eager()):
+        assert not any(layer.gather_pairs or layer.tp.unrolled for layer in plain.net.layers)
+
+
 def test_compile_needs_an_eager_model(model_files):
     with pytest.raises(TypeError, match="to_eager"):
         compile_potential(allegro_bio.load(model_files["float64"]))

@@ -77,6 +77,26 @@ def test_dense_and_diagonal_contractions_agree(l_max, parity, num_layers):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("l_max,parity,num_layers", [(1, True, 2), (2, True, 2), (2, False, 3), (3, True, 2)])
+def test_dense_and_unrolled_contractions_agree(l_max, parity, num_layers):
+    """The unrolled form (a sum over W's nonzeros, used under torch.compile) gives the same product
+    and gradients as the dense contraction, for every layer that is not diagonal and any path weights."""
+    for plan in plan_layers(l_max, parity, num_layers)[:-1]:
+        tp = FusedTensorProduct(plan, 3).double()
+        assert not tp.diagonal and 0 < tp.num_terms() < tp.d_in * tp.d_env * tp.d_out
+        with torch.no_grad():
+            tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
+        v = torch.randn(5, tp.d_in, 3, dtype=torch.float64, requires_grad=True)
+        env = torch.randn(5, tp.d_env, 3, dtype=torch.float64, requires_grad=True)
+        results = []
+        for unrolled in (False, True):
+            tp.unrolled = unrolled
+            out = tp(v, env)
+            results.append((out, *torch.autograd.grad((out * out).sum(), [v, env, tp.path_weight])))
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+
+
 def test_last_layer_keeps_only_scalar_paths():
     plans = plan_layers(2, True, 2)
     assert plans[-1].irreps_out == [] and len(plans[-1].scalar_paths) == 3

@@ -30,6 +30,7 @@ class CompiledPotential(AllegroPotential):
 
     def __init__(self, config: AllegroConfig) -> None:
         super().__init__(config)
+        self.net.use_fusable_ops()
         self._step = torch.compile(self._eager_step, dynamic=True)  # compiles at its first call
 
     def _eager_step(
