@@ -37,7 +37,7 @@ class AllegroCalculator(Calculator):
         ``None`` (the model's own), ``"float32"`` or ``"float64"``.
     compile
         Run each evaluation through ``torch.compile`` (inductor;
-        :mod:`allegro_bio.model.compiled`): 0.75-0.93x the time per evaluation on CPU (measured,
+        :mod:`allegro_bio.model.compiled`): ~0.5-0.6x the time per evaluation on CPU (measured,
         small preset) after a one-off compile of ~11-40 s at the first call; needs a C++ compiler (g++). Results equal the
         uncompiled model's to float rounding.
 

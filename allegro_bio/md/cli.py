@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--friction", type=float, default=1.0, help="Langevin friction, 1/ps (default: 1)")
     parser.add_argument("--engine", choices=["openmm", "ase"], default="openmm")
     parser.add_argument("--compile", action="store_true",
-                        help="--engine ase: evaluate through torch.compile (0.75-0.93x the time per "
+                        help="--engine ase: evaluate through torch.compile (~0.5-0.6x the time per "
                         "evaluation after a ~11-40 s compile; needs g++)")
     parser.add_argument("--report-interval", type=positive_int, default=50,
                         help="steps between frames, log rows, checkpoints and stability checks (default: 50)")
