@@ -57,44 +57,38 @@ def test_fused_tensor_product_matches_e3nn_path_by_path(l_max, parity, num_layer
         torch.testing.assert_close(_to_e3nn(ours, irreps_out), ref, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("l_max,parity,num_layers", [(1, True, 2), (2, True, 2), (2, False, 3), (3, True, 2)])
-def test_dense_and_diagonal_contractions_agree(l_max, parity, num_layers):
-    """The diagonal form, used exactly for last layers (scalar paths only), gives the same product
-    and the same gradients of V and env as the dense form."""
-    plans = plan_layers(l_max, parity, num_layers)
-    assert [FusedTensorProduct(plan, 3).diagonal for plan in plans] == [False] * (num_layers - 1) + [True]
-    tp = FusedTensorProduct(plans[-1], 3).double()
+def _assert_forms_agree(tp: FusedTensorProduct, form: str) -> None:
+    """``tp`` with attribute ``form`` off and on: same product and same gradients of V, env and the
+    path weights (random positive path weights, float64)."""
     with torch.no_grad():
         tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
     v = torch.randn(5, tp.d_in, 3, dtype=torch.float64, requires_grad=True)
     env = torch.randn(5, tp.d_env, 3, dtype=torch.float64, requires_grad=True)
     results = []
-    for diagonal in (False, True):
-        tp.diagonal = diagonal
+    for on in (False, True):
+        setattr(tp, form, on)
         out = tp(v, env)
-        results.append((out, *torch.autograd.grad((out * out).sum(), [v, env])))
+        results.append((out, *torch.autograd.grad((out * out).sum(), [v, env, tp.path_weight])))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("l_max,parity,num_layers", [(1, True, 2), (2, True, 2), (2, False, 3), (3, True, 2)])
+def test_dense_and_diagonal_contractions_agree(l_max, parity, num_layers):
+    """The diagonal form, used exactly for last layers (scalar paths only), agrees with the dense form."""
+    plans = plan_layers(l_max, parity, num_layers)
+    assert [FusedTensorProduct(plan, 3).diagonal for plan in plans] == [False] * (num_layers - 1) + [True]
+    _assert_forms_agree(FusedTensorProduct(plans[-1], 3).double(), "diagonal")
+
+
+@pytest.mark.parametrize("l_max,parity,num_layers", [(1, True, 2), (2, True, 2), (2, False, 3), (3, True, 2)])
 def test_dense_and_unrolled_contractions_agree(l_max, parity, num_layers):
-    """The unrolled form (a sum over W's nonzeros, used under torch.compile) gives the same product
-    and gradients as the dense contraction, for every layer that is not diagonal and any path weights."""
+    """The unrolled form (a sum over W's nonzeros, used under torch.compile) agrees with the dense
+    contraction, for every layer that is not diagonal."""
     for plan in plan_layers(l_max, parity, num_layers)[:-1]:
         tp = FusedTensorProduct(plan, 3).double()
         assert not tp.diagonal and 0 < tp.num_terms() < tp.d_in * tp.d_env * tp.d_out
-        with torch.no_grad():
-            tp.path_weight.copy_(torch.rand_like(tp.path_weight) + 0.5)
-        v = torch.randn(5, tp.d_in, 3, dtype=torch.float64, requires_grad=True)
-        env = torch.randn(5, tp.d_env, 3, dtype=torch.float64, requires_grad=True)
-        results = []
-        for unrolled in (False, True):
-            tp.unrolled = unrolled
-            out = tp(v, env)
-            results.append((out, *torch.autograd.grad((out * out).sum(), [v, env, tp.path_weight])))
-        for a, b in zip(*results):
-            torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
+        _assert_forms_agree(tp, "unrolled")
 
 
 def test_last_layer_keeps_only_scalar_paths():
