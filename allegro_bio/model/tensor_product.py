@@ -12,7 +12,7 @@ normalised sum of its paths.
 
 import math
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 import torch
 from e3nn import o3
@@ -158,8 +158,7 @@ class FusedTensorProduct(nn.Module):
 
     seg_start: List[int]
     seg_dim: List[int]
-    term_a: List[List[int]]
-    term_b: List[List[int]]
+    terms: List[List[Tuple[int, int]]]
 
     def __init__(self, plan: LayerPlan, num_channels: int) -> None:
         super().__init__()
@@ -179,8 +178,7 @@ class FusedTensorProduct(nn.Module):
         )
         # W's sparsity pattern, whatever the path weights: for each output k, the (a, b) it sums over
         nonzero = basis.abs().sum(0) > 0
-        self.term_a = [[a for a in range(self.d_in) for b in range(self.d_env) if bool(nonzero[a, b, k])] for k in range(self.d_out)]
-        self.term_b = [[b for a in range(self.d_in) for b in range(self.d_env) if bool(nonzero[a, b, k])] for k in range(self.d_out)]
+        self.terms = [[(a, b) for a, b in nonzero[:, :, k].nonzero().tolist()] for k in range(self.d_out)]
         self.unrolled = False
         starts, dims = irrep_blocks(plan.irreps_in)
         self.seg_start = [starts[ia] for ia, _ in plan.scalar_paths] if self.diagonal else []
@@ -205,7 +203,7 @@ class FusedTensorProduct(nn.Module):
 
     def num_terms(self) -> int:
         """Nonzeros of W: the element-wise products the unrolled contraction sums."""
-        return sum(len(t) for t in self.term_a)
+        return sum(len(t) for t in self.terms)
 
     def _unrolled(self, v: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
         """The dense contraction as explicit sums over W's nonzeros (for ``torch.compile``)."""
@@ -214,7 +212,7 @@ class FusedTensorProduct(nn.Module):
         outs: List[torch.Tensor] = []
         for k in range(self.d_out):
             acc = torch.zeros_like(vs[0])
-            for a, b in zip(self.term_a[k], self.term_b[k]):
+            for a, b in self.terms[k]:
                 acc = acc + vs[a] * es[b] * w[a, b, k]
             outs.append(acc)
         return torch.stack(outs, 1)
