@@ -105,17 +105,12 @@ def _check_box(box_nm: np.ndarray, r_max: float) -> None:
         )
 
 
-def _potential_module(model: Any, precision: str | None):
-    """A TorchScript potential, cast to ``precision`` when given."""
-    import torch
-
+def _resolve_model(model: Any, precision: str | None):
+    """The model (a loaded file or an eager potential), cast to ``precision`` when given."""
     if precision not in _PRECISIONS:
         raise AllegroError(f"precision must be one of None, 'float32', 'float64' (or 'single', 'double'); got {precision!r}")
     dtype = _PRECISIONS[precision]
-    resolved = as_model(model, dtype=dtype)
-    if isinstance(resolved, DeployedModel):
-        return resolved, resolved.module
-    return resolved, torch.jit.script(resolved)
+    return as_model(model, dtype=dtype)
 
 
 def AllegroForce(
@@ -155,12 +150,17 @@ def AllegroForce(
     _import_openmm()
     if backend not in BACKENDS:
         raise AllegroError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    resolved, module = _potential_module(model, precision)
+    resolved = _resolve_model(model, precision)
     idx = _ml_atoms(topology, atoms)
     types = _types(topology, idx, resolved.type_names)
     box = _box_nm(topology)
     if box is not None:
         _check_box(box, resolved.r_max)
+    if isinstance(resolved, DeployedModel) and resolved.is_aoti:
+        if backend == "torch":
+            raise AllegroError(f"{resolved.path} is an AOTInductor package (.pt2): openmm-torch's TorchForce runs "
+                               "TorchScript only; use backend='python' (or 'auto'), or the .pt file")
+        backend = "python"
     if backend == "auto":
         backend = "torch"
         log.info("AllegroForce: backend 'torch' chosen: no Python per step and a Verlet neighbour list; on CPU it "
@@ -168,6 +168,7 @@ def AllegroForce(
                  "6,144 atoms, DHFR; docs/benchmarks.md)")
     subset = not np.array_equal(idx, np.arange(topology.getNumAtoms()))
     if backend == "torch":
+        module = resolved.module if isinstance(resolved, DeployedModel) else resolved  # scripted in _torch_force
         force = _torch_force(module, types, idx, subset, box is not None, resolved.r_max, skin)
     else:
         force = _python_force(resolved, types, idx, topology.getNumAtoms(), box is not None)
@@ -187,6 +188,8 @@ def _torch_force(module, types: np.ndarray, idx: np.ndarray, subset: bool, perio
     skin = DEFAULT_SKIN if skin is None else float(skin)
     if not skin >= 0.0:
         raise AllegroError(f"skin must be >= 0 Å, got {skin}")
+    if not isinstance(module, torch.jit.ScriptModule):
+        module = torch.jit.script(module)
     wrapper = AllegroOpenMMModule(module, torch.as_tensor(types), torch.as_tensor(idx), subset, periodic, r_max, skin=skin)
     force = openmmtorch.TorchForce(torch.jit.script(wrapper))
     force.setOutputsForces(True)

@@ -273,6 +273,7 @@ run 0
     ("newton_off", r"requires newton pair on"),
     ("missing_model", r"cannot open model file '.*no_such_model\.pt'"),
     ("not_a_model", r"is not a readable TorchScript model file"),
+    ("not_a_package", r"is not a readable AOTInductor package"),
     ("units_real", r"requires 'units metal'"),
     ("bad_keyword", r"unknown keyword 'bogus'"),
     ("bad_threads", r"threads must be a positive integer"),
@@ -291,6 +292,9 @@ def test_clear_errors(plugin, models, tmp_path, case, expected):
         fields["model"] = tmp_path / "no_such_model.pt"
     elif case == "not_a_model":
         fields["model"] = tmp_path / "system.data"
+    elif case == "not_a_package":
+        fields["model"] = tmp_path / "corrupt.pt2"
+        fields["model"].write_bytes(b"PK\x03\x04 not a zip archive")
     elif case == "units_real":
         fields["units"] = "real"
     elif case == "bad_keyword":
@@ -432,3 +436,53 @@ def test_scaling_command(plugin, tmp_path, capsys):
     assert [r["ranks"] for r in rows] == [1, 2] and all(r["atoms"] == 192 and r["ms_per_step"] > 0 for r in rows)
     assert rows[0]["efficiency"] == 1.0
 
+
+
+# ---------------------------------------------------------------------------------------------- AOTInductor packages
+
+@pytest.fixture(scope="module")
+def packages(models, tmp_path_factory) -> dict[str, Path]:
+    """The float64 and float32 test models as AOTInductor packages (``.pt2``); the float64 one with
+    chunks of 700 pairs, so the plugin's C++ chunk loop runs several chunks (water 192: ~4k pairs)."""
+    from allegro_bio.deploy import to_eager
+
+    d = tmp_path_factory.mktemp("lammps_packages")
+    m64 = to_eager(allegro_bio.load(models["float64"]))
+    m64.max_edges_per_chunk = 700
+    m32 = to_eager(allegro_bio.load(models["float32"]))
+    return {"float64": allegro_bio.save(m64, d / "m64.pt2"), "float32": allegro_bio.save(m32, d / "m32.pt2")}
+
+
+def test_package_matches_calculator_on_1_and_2_ranks(plugin, models, packages, water_runs, tmp_path):
+    """The compiled package in LAMMPS equals AllegroCalculator on the TorchScript file (float64) and
+    the TorchScript file in LAMMPS, on 1 and 2 ranks, with exact and padded buffers."""
+    atoms, runs = water_runs
+    ref = reference(models["float64"], atoms)
+    for n in (1, 2):
+        got = lammps_eval(plugin, packages["float64"], atoms, tmp_path / f"np{n}", n)
+        assert "AOTInductor package" in got["output"]
+        assert_matches(got, ref, 1e-10, f"water 192, package, {n} rank(s)")
+        assert_same_run(runs[n], got, 1e-10, f"water 192, {n} rank(s), package vs TorchScript")
+    padded = lammps_eval(plugin, packages["float64"], atoms, tmp_path / "padded", 2, style_args="padding yes threads 2")
+    assert_same_run(runs[2], padded, 1e-10, "water 192, 2 ranks, package with padded buffers and 2 threads")
+
+
+def test_package_triclinic_and_empty_rank(plugin, models, packages, tmp_path):
+    """Own periodic images in a 5 Å triclinic cell, and a rank with no atoms (open boundaries)."""
+    atoms = small_triclinic_box()
+    assert_matches(lammps_eval(plugin, packages["float64"], atoms, tmp_path / "tri", 2),
+                   reference(models["float64"], atoms), 1e-10, "triclinic 12 atoms, package, 2 ranks")
+    mol = alanine_dipeptide()
+    lo, hi = float(mol.positions[:, 0].min()) - 10.0, float(mol.positions[:, 0].max()) + 10.0
+    got = lammps_eval(plugin, packages["float64"], mol, tmp_path / "open", 2, boundary="f f f",
+                      processors="processors 2 1 1",
+                      after_read=f"change_box all x final {lo!r} {hi + 3 * (hi - lo)!r} units box")
+    assert got["nlocal_min"] == 0, "expected one rank without atoms"
+    assert_matches(got, reference(models["float64"], mol), 1e-10, "alanine dipeptide, package, empty rank")
+
+
+def test_package_float32(plugin, models, packages, tmp_path):
+    atoms = water_box((1, 1, 1))
+    got = lammps_eval(plugin, packages["float32"], atoms, tmp_path, 2)
+    assert "float32" in got["output"] and "AOTInductor package" in got["output"]
+    assert_matches(got, reference(models["float32"], atoms), 2e-5, "water 192, float32 package, 2 ranks")

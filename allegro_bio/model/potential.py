@@ -51,14 +51,19 @@ def default_chunk(config: AllegroConfig, budget_bytes: float = 0.5e9) -> int:
     return int(max(1024, budget_bytes // per_edge))
 
 
-class AllegroPotential(nn.Module):
-    """An Allegro network with its metadata and the deployed ``compute`` contract (module doc)."""
+class ChunkedPotential(nn.Module):
+    """The deployed ``compute`` contract (module doc) around a per-chunk energy-and-gradient step.
+
+    Holds what every form of a model shares (types, cutoffs, dtype, config, chunk size) and drives
+    the evaluation: pair vectors, cutoff filter, chunks of centre atoms, force and virial sums.
+    Subclasses supply :meth:`_energy_and_grad`: the eager network (:class:`AllegroPotential`),
+    its ``torch.compile`` form, or an AOTInductor package (:mod:`allegro_bio.model.aoti`).
+    """
 
     __jit_unused_properties__ = ["config"]
 
     def __init__(self, config: AllegroConfig) -> None:
         super().__init__()
-        self.net = AllegroNet(config)
         t = config.num_types
         self.type_names: List[str] = list(config.type_names)
         self.r_max: float = float(config.r_max)
@@ -70,6 +75,10 @@ class AllegroPotential(nn.Module):
     @property
     def config(self) -> AllegroConfig:
         return AllegroConfig.from_dict(json.loads(self.config_json))
+
+    @torch.jit.export
+    def metadata_json(self) -> str:
+        return self.config_json
 
     def _pairs(
         self, pos: torch.Tensor, atom_type: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor, n_local: int
@@ -83,12 +92,6 @@ class AllegroPotential(nn.Module):
             idx = keep.nonzero().squeeze(1)
             i, j, vec = i.index_select(0, idx), j.index_select(0, idx), vec.index_select(0, idx)
         return i, j, vec
-
-    def forward(
-        self, pos: torch.Tensor, atom_type: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor, n_local: int
-    ) -> torch.Tensor:
-        i, j, vec = self._pairs(pos, atom_type, edge_index, edge_shift, n_local)
-        return self.net(vec, i, atom_type[:n_local], atom_type.index_select(0, j))
 
     @torch.jit.export
     def compute(
@@ -161,16 +164,32 @@ class AllegroPotential(nn.Module):
     def _energy_and_grad(
         self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """One chunk: centre energies [num_centres] (eV, float64) and ∂E/∂vec [E, 3] (eV/Å; ``None`` without pairs)."""
+        raise NotImplementedError("a ChunkedPotential subclass supplies _energy_and_grad")
+
+
+class AllegroPotential(ChunkedPotential):
+    """An Allegro network with its metadata and the deployed ``compute`` contract (module doc)."""
+
+    def __init__(self, config: AllegroConfig) -> None:
+        super().__init__(config)
+        self.net = AllegroNet(config)
+
+    def forward(
+        self, pos: torch.Tensor, atom_type: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor, n_local: int
+    ) -> torch.Tensor:
+        i, j, vec = self._pairs(pos, atom_type, edge_index, edge_shift, n_local)
+        return self.net(vec, i, atom_type[:n_local], atom_type.index_select(0, j))
+
+    def _energy_and_grad(
+        self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """One chunk: centre energies [num_centres] (eV) and ∂E/∂vec [E, 3] (eV/Å; ``None`` without pairs)."""
         e_c = self.net(vec, edge_center, center_type, neighbor_type)
         if vec.shape[0] == 0:
             return e_c, None
         grads = torch.autograd.grad([e_c.sum()], [vec], allow_unused=True)
         return e_c, grads[0]
-
-    @torch.jit.export
-    def metadata_json(self) -> str:
-        return self.config_json
 
     def num_weights(self) -> int:
         return sum(p.numel() for p in self.parameters())

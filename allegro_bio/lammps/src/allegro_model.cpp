@@ -6,6 +6,7 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -22,7 +23,20 @@ namespace {
 
 const char *const kMetadataKeys[] = {"r_max",      "type_names", "num_types",         "model_dtype",
                                      "per_edge_type_cutoff", "units", "format_version",
-                                     "allegro_bio_version"};
+                                     "allegro_bio_version", "max_edges_per_chunk"};
+
+// The AOTInductor package's step is compiled for at least this many pairs and centres
+// (allegro_bio.model.aoti.MIN_PAIRS / MIN_CENTERS); smaller chunks are padded with pairs beyond
+// every cutoff (PAD_BEYOND_CUTOFF Angstrom past r_max) on centre 0 and an empty centre.
+constexpr int64_t kMinPairs = 2;
+constexpr int64_t kMinCenters = 2;
+constexpr double kPadBeyondCutoff = 1.0;
+constexpr int64_t kDefaultChunk = 16384;
+
+bool ends_with(const std::string &text, const std::string &suffix)
+{
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 std::vector<std::string> split(const std::string &text)
 {
@@ -49,6 +63,11 @@ double to_double(const std::string &text, const std::string &what, const std::st
 
 struct AllegroModel::Impl {
   torch::jit::Module module;
+  // an AOTInductor package (.pt2): the per-chunk step (allegro_bio.model.aoti), driven from here
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> aoti;
+  torch::Tensor cutoff;    // [T, T] float64 (Angstrom), for the package path's pair filter
+  double r_max = 0.0;
+  int64_t chunk = kDefaultChunk;
   torch::Device device{torch::kCPU};
   torch::Tensor zero_shift;    // cached [capacity, 3] zeros: LAMMPS ghosts are real images
   torch::Tensor out_energy, out_forces;    // outputs kept alive for compute_device
@@ -66,6 +85,14 @@ struct AllegroModel::Impl {
   void run(const torch::Tensor &pos, const torch::Tensor &types, const torch::Tensor &edge_index,
            int64_t n_local, const char *method = "compute")
   {
+    if (aoti) {
+      try {
+        run_package(pos, types, edge_index, n_local);
+      } catch (const std::exception &e) {
+        throw std::runtime_error(std::string("the model package failed: ") + e.what());
+      }
+      return;
+    }
     // compute() differentiates internally (torch.autograd.grad): gradients must stay on.
     c10::InferenceMode no_inference(false);
     torch::AutoGradMode grad_mode(true);
@@ -88,6 +115,75 @@ struct AllegroModel::Impl {
     out_energy = out_energy.contiguous();
     out_forces = out_forces.contiguous();
   }
+
+  // One chunk through the package: centre energies [C] (float64) and dE/dvec [P, 3].
+  std::vector<torch::Tensor> step(torch::Tensor vec, torch::Tensor centre, torch::Tensor centre_type,
+                                  torch::Tensor neighbour_type)
+  {
+    const int64_t p = vec.size(0), c = centre_type.size(0);
+    const int64_t pad_p = std::max<int64_t>(0, kMinPairs - p), pad_c = std::max<int64_t>(0, kMinCenters - c);
+    if (pad_p > 0 || pad_c > 0) {
+      torch::Tensor far = torch::zeros({pad_p, 3}, vec.options());
+      far.select(1, 0).fill_(r_max + kPadBeyondCutoff);
+      vec = torch::cat({vec, far});
+      centre = torch::cat({centre, torch::zeros({pad_p}, centre.options())});
+      neighbour_type = torch::cat({neighbour_type, torch::zeros({pad_p}, neighbour_type.options())});
+      centre_type = torch::cat({centre_type, torch::zeros({pad_c}, centre_type.options())});
+    }
+    std::vector<torch::Tensor> out = aoti->run({vec.contiguous(), centre.contiguous(), centre_type.contiguous(),
+                                                neighbour_type.contiguous()});
+    if (out.size() != 2) throw std::runtime_error("the package's step did not return (energy, gradient)");
+    return {out[0].narrow(0, 0, c), out[1].narrow(0, 0, p)};
+  }
+
+  // compute() of allegro_bio/model/potential.py (ChunkedPotential) for LAMMPS inputs (ghosts are
+  // atoms, so no shifts): pairs within their cutoff centred on local atoms, in chunks of centres.
+  void run_package(const torch::Tensor &pos, const torch::Tensor &types, const torch::Tensor &edge_index,
+                   int64_t n_local)
+  {
+    torch::NoGradGuard no_grad;    // the package computes its own gradient
+    torch::Tensor i = edge_index[0], j = edge_index[1];
+    torch::Tensor vec = pos.index_select(0, j) - pos.index_select(0, i);
+    torch::Tensor rc = cutoff.index({types.index_select(0, i), types.index_select(0, j)});
+    torch::Tensor keep = ((vec * vec).sum(1) < rc * rc).logical_and(i < n_local);
+    torch::Tensor idx = keep.nonzero().squeeze(1);
+    i = i.index_select(0, idx);
+    j = j.index_select(0, idx);
+    vec = vec.index_select(0, idx);
+    const int64_t n_edges = i.size(0);
+    if (n_edges > chunk) {    // chunks are runs of consecutive centres
+      torch::Tensor order = std::get<1>(i.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+      i = i.index_select(0, order);
+      j = j.index_select(0, order);
+      vec = vec.index_select(0, order);
+    }
+    torch::Tensor energy = torch::zeros({n_local}, pos.options().dtype(torch::kFloat64));
+    torch::Tensor forces = torch::zeros({pos.size(0), 3}, pos.options().dtype(torch::kFloat64));
+    torch::Tensor cum = torch::bincount(i, {}, n_local).cumsum(0).to(torch::kCPU);
+    const int64_t *cum_p = cum.data_ptr<int64_t>();
+    int64_t c0 = 0, e0 = 0;
+    while (c0 < n_local) {
+      int64_t c1 = n_local, e1 = n_edges;
+      if (n_edges > chunk) {
+        c1 = std::upper_bound(cum_p, cum_p + n_local, e0 + chunk) - cum_p;
+        c1 = std::max(c1, c0 + 1);
+        e1 = cum_p[c1 - 1];
+      }
+      torch::Tensor ii = i.narrow(0, e0, e1 - e0), jj = j.narrow(0, e0, e1 - e0);
+      auto out = step(vec.narrow(0, e0, e1 - e0), ii - c0, types.narrow(0, c0, c1 - c0),
+                      types.index_select(0, jj));
+      energy.narrow(0, c0, c1 - c0).copy_(out[0]);
+      if (e1 > e0) {
+        torch::Tensor g = out[1].to(torch::kFloat64);
+        forces.index_add_(0, ii, g);
+        forces.index_add_(0, jj, -g);
+      }
+      c0 = c1;
+      e0 = e1;
+    }
+    out_energy = energy;
+    out_forces = forces;
+  }
 };
 
 AllegroModel::AllegroModel() : impl_(new Impl) {}
@@ -108,21 +204,43 @@ std::unique_ptr<AllegroModel> AllegroModel::load(const std::string &path, const 
   } catch (const std::exception &e) {
     throw std::runtime_error("bad torch device '" + device + "': " + e.what());
   }
-  torch::jit::ExtraFilesMap extra;
+  std::unordered_map<std::string, std::string> extra;
   for (const char *key : kMetadataKeys) extra[key] = "";
-  try {
-    model->impl_->module = torch::jit::load(path, model->impl_->device, extra);
-  } catch (const std::exception &e) {
-    std::string what = e.what();
-    auto cut = what.find('\n');
-    throw std::runtime_error("'" + path +
-                             "' is not a readable TorchScript model file (corrupt or wrong "
-                             "format; write one with allegro_bio.save()): " +
-                             what.substr(0, cut));
+  const bool package = ends_with(path, ".pt2");
+  if (package) {
+    // an AOTInductor package written by allegro_bio.save(model, "model.pt2")
+    try {
+      const c10::DeviceIndex index = model->impl_->device.is_cpu()
+                                         ? static_cast<c10::DeviceIndex>(-1)
+                                         : std::max<c10::DeviceIndex>(0, model->impl_->device.index());
+      model->impl_->aoti.reset(new torch::inductor::AOTIModelPackageLoader(path, "model", false, 1, index));
+      for (const auto &kv : model->impl_->aoti->get_metadata()) extra[kv.first] = kv.second;
+    } catch (const std::exception &e) {
+      std::string what = e.what();
+      throw std::runtime_error("'" + path +
+                               "' is not a readable AOTInductor package for device " + device +
+                               " (corrupt, or compiled for another device; write one with "
+                               "allegro_bio.save(model, 'model.pt2') on this kind of machine): " +
+                               what.substr(0, what.find('\n')));
+    }
+  } else {
+    torch::jit::ExtraFilesMap files;
+    for (const char *key : kMetadataKeys) files[key] = "";
+    try {
+      model->impl_->module = torch::jit::load(path, model->impl_->device, files);
+    } catch (const std::exception &e) {
+      std::string what = e.what();
+      auto cut = what.find('\n');
+      throw std::runtime_error("'" + path +
+                               "' is not a readable TorchScript model file (corrupt or wrong "
+                               "format; write one with allegro_bio.save()): " +
+                               what.substr(0, cut));
+    }
+    for (const auto &kv : files) extra[kv.first] = kv.second;
+    model->impl_->module.eval();
+    // inference only: no weight needs a gradient (autograd then records no weight-gradient work)
+    for (auto p : model->impl_->module.parameters()) p.set_requires_grad(false);
   }
-  model->impl_->module.eval();
-  // inference only: no weight needs a gradient (autograd then records no weight-gradient work)
-  for (auto p : model->impl_->module.parameters()) p.set_requires_grad(false);
 #ifdef __GLIBC__
   // keep freed activation arrays in the heap for the next step instead of returning them to the
   // kernel and page-faulting them in again (allegro_bio.runtime.keep_freed_memory, same values)
@@ -136,9 +254,8 @@ std::unique_ptr<AllegroModel> AllegroModel::load(const std::string &path, const 
   ModelInfo &info = model->info_;
   info.path = path;
   if (extra["format_version"].empty())
-    throw std::runtime_error("'" + path +
-                             "' is a TorchScript file but not an allegro_bio model (no "
-                             "'format_version' metadata)");
+    throw std::runtime_error("'" + path + (package ? "' is an AOTInductor package" : "' is a TorchScript file") +
+                             " but not an allegro_bio model (no 'format_version' metadata)");
   info.format_version = static_cast<int>(to_double(extra["format_version"], "format_version", path));
   info.package_version = extra["allegro_bio_version"];
   if (info.format_version > kMaxFormatVersion)
@@ -172,6 +289,20 @@ std::unique_ptr<AllegroModel> AllegroModel::load(const std::string &path, const 
   if (!info.units.empty() && info.units != "eV Angstrom")
     throw std::runtime_error("'" + path + "': model units '" + info.units +
                              "' are not 'eV Angstrom'");
+  if (package) {
+    const int T = ntypes;
+    model->impl_->cutoff = torch::from_blob(info.cutoff.data(), {T, T}, torch::TensorOptions().dtype(torch::kFloat64))
+                               .clone()
+                               .to(model->impl_->device);
+    model->impl_->r_max = info.r_max;
+    if (!extra["max_edges_per_chunk"].empty())
+      model->impl_->chunk = std::max<int64_t>(
+          kMinPairs, static_cast<int64_t>(to_double(extra["max_edges_per_chunk"], "max_edges_per_chunk", path)));
+    // the package drops pairs beyond their cutoff itself: padded buffers need no special entry
+    model->has_padded_ = true;
+    model->is_package_ = true;
+    return model;
+  }
   if (!model->impl_->module.find_method("compute"))
     throw std::runtime_error("'" + path +
                              "': the network has no 'compute' method (not an allegro_bio potential)");

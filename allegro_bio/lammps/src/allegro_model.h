@@ -3,7 +3,9 @@
    Only allegro_model.cpp includes libtorch headers, so the LAMMPS-facing sources (and the
    Kokkos variant, which may be compiled by nvcc_wrapper) compile quickly and never see torch.
 
-   The model file is the TorchScript archive written by allegro_bio.save(); its method
+   The model file is the TorchScript archive written by allegro_bio.save() (or, for a path
+   ending in .pt2, an AOTInductor package of the per-chunk step, driven by allegro_model.cpp
+   the way allegro_bio.model.potential.ChunkedPotential does in Python); the archive's method
      compute(pos, atom_type, edge_index, edge_shift, n_local, compute_virial)
        -> (atom_energy [n_local] f64 eV, forces [N, 3] f64 eV/A, virial [3, 3] f64 eV)
    is the contract (allegro_bio/model/potential.py). Pairs i->j must have i < n_local; atoms
@@ -62,6 +64,10 @@ class AllegroModel {
   // follow the (padded) input exactly; every pair must then be centred on a local atom.
   bool has_padded_entry() const { return has_padded_; }
 
+  // Whether the file is an AOTInductor package (.pt2, allegro_bio.model.aoti): its compiled
+  // per-chunk step is driven from C++ (pair filter, chunks, force sums) with no TorchScript.
+  bool is_package() const { return is_package_; }
+
   // Evaluation of padded buffers without host copies (Kokkos variant; the host path with
   // `pair_style allegro padding yes`). All pointers live in the model's device memory: pos
   // (n_all x 3 doubles), types (n_all int64), edges (2 x n_edges int64, row-major: first all
@@ -80,6 +86,7 @@ class AllegroModel {
 
  private:
   bool has_padded_ = false;
+  bool is_package_ = false;
   AllegroModel();
   struct Impl;
   std::unique_ptr<Impl> impl_;
