@@ -107,7 +107,7 @@ def save(
         from .model.aoti import export_package
 
         extra[MAX_EDGES_PER_CHUNK] = str(model.max_edges_per_chunk)  # read by the Python and C++ chunk drivers
-        return export_package(model.cpu().eval(), path, extra)
+        return export_package(model.eval(), path, extra)  # compiled for the model's device
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     # saved frozen (no weight requires grad): inference then records no weight-gradient work

@@ -78,7 +78,14 @@ def model_files(tmp_path_factory, eager64, eager32):
     }
 
 
-FORMS = ["eager", "deployed", "calculator", "compiled"]
+FORMS = ["eager", "deployed", "calculator", "compiled", "package"]
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory, eager64, eager32):
+    """The physics-suite models as AOTInductor packages (``save(model, "….pt2")``; ~30-40 s each)."""
+    d = tmp_path_factory.mktemp("packages")
+    return {"float64": allegro_bio.save(eager64, d / "small64.pt2"), "float32": allegro_bio.save(eager32, d / "small32.pt2")}
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +95,7 @@ def compiled_calculators(model_files):
 
 
 @pytest.fixture(params=[(f, d) for f in FORMS for d in ("float64", "float32")], ids=lambda p: f"{p[0]}-{p[1]}")
-def form(request, eager64, eager32, model_files, compiled_calculators):
+def form(request, eager64, eager32, model_files, compiled_calculators, packages):
     """(evaluator, dtype) for every model form and dtype."""
     from allegro_bio.testing import evaluator
 
@@ -99,6 +106,8 @@ def form(request, eager64, eager32, model_files, compiled_calculators):
         model = allegro_bio.load(model_files[dtype])
     elif kind == "compiled":
         model = compiled_calculators[dtype]
+    elif kind == "package":
+        model = allegro_bio.load(packages[dtype])
     else:
         model = allegro_bio.AllegroCalculator(model_files[dtype])
     return evaluator(model), dtype

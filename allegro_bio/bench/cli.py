@@ -36,9 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also time the reference implementation (nequip + nequip-allegro, pip install "
                         "'allegro_bio[peer]') at the same hyperparameters, side by side, and print our/peer ratios")
-    parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript", "compiled"], default=None,
+    parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript", "compiled", "aoti"], default=None,
                         metavar="FORM", help="our forms to time: eager, torchscript (the deployed file), compiled "
-                        "(torch.compile, as AllegroCalculator(compile=True); compiles ~15-40 s first) "
+                        "(torch.compile, as AllegroCalculator(compile=True); compiles ~15-40 s first), aoti (the "
+                        "AOTInductor package save(model, 'model.pt2') writes, as LAMMPS runs it; ~30-60 s to write) "
                         "(default: eager; with --peer: eager and torchscript)")
     parser.add_argument("--chunk", type=positive_int, default=None, metavar="PAIRS",
                         help="pairs per chunk of centre atoms (default: the model's, from a 0.5 GB activation budget); "

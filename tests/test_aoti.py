@@ -1,0 +1,116 @@
+"""AOTInductor packages (``save(model, "model.pt2")``): the compiled per-chunk step against the
+eager network, chunk edge cases, metadata, errors, and OpenMM. The physics suite runs on packages
+as form "package" (test_physics.py); LAMMPS runs them in test_lammps.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+
+import allegro_bio
+from allegro_bio.data import water64
+from allegro_bio.deploy import to_eager
+from allegro_bio.errors import AllegroError, ModelFileError
+from allegro_bio.testing import evaluator
+
+from conftest import organic
+
+
+def _close(got, ref, tol: float) -> None:
+    assert got.energy == pytest.approx(ref.energy, rel=tol, abs=tol)
+    np.testing.assert_allclose(got.forces, ref.forces, rtol=0, atol=tol * max(1.0, np.abs(ref.forces).max()))
+    np.testing.assert_allclose(got.energies, ref.energies, rtol=0, atol=tol * max(1.0, np.abs(ref.energies).max()))
+    if ref.stress is not None:
+        np.testing.assert_allclose(got.stress, ref.stress, rtol=0, atol=tol * max(1.0, np.abs(ref.stress).max()))
+
+
+def test_package_equals_eager_in_many_chunks(eager64, packages):
+    """float64: the package (its own chunk loop, chunks of 300 pairs here) equals the eager network."""
+    pkg = allegro_bio.load(packages["float64"])
+    assert pkg.is_aoti and pkg.model_dtype == "float64" and pkg.type_names == eager64.type_names
+    assert pkg.max_edges_per_chunk == eager64.max_edges_per_chunk  # from the package metadata
+    pkg.max_edges_per_chunk = 300
+    atoms = water64()
+    _close(evaluator(pkg)(atoms), evaluator(eager64)(atoms), 1e-10)
+
+
+def test_package_metadata_is_the_model_files(model_files, packages):
+    ts, pkg = allegro_bio.load(model_files["float32"]), allegro_bio.load(packages["float32"])
+    for key in ("r_max", "type_names", "num_types", "model_dtype", "per_edge_type_cutoff", "config", "format_version"):
+        assert pkg.metadata[key] == ts.metadata[key], key
+    assert not ts.is_aoti
+
+
+@pytest.mark.parametrize("atoms", [
+    Atoms("H", positions=[[0.0, 0.0, 0.0]]),                                    # one centre, no pair
+    Atoms("HO", positions=[[0.0, 0.0, 0.0], [0.97, 0.0, 0.0]]),                 # two pairs
+    Atoms("OS", positions=[[0.0, 0.0, 0.0], [9.0, 0.0, 0.0]]),                  # two centres, no pair
+], ids=["atom", "dimer", "far-apart"])
+def test_chunks_smaller_than_the_compiled_minimum(eager64, packages, atoms):
+    """The package is compiled for >= 2 pairs and centres: smaller chunks are padded exactly."""
+    pkg = allegro_bio.load(packages["float64"])
+    _close(evaluator(pkg)(atoms), evaluator(eager64)(atoms), 1e-12)
+
+
+def test_calculator_and_compile_flag_accept_a_package(eager64, packages):
+    atoms = organic()
+    ref = evaluator(eager64)(atoms)
+    _close(evaluator(allegro_bio.AllegroCalculator(str(packages["float64"])))(atoms), ref, 1e-10)
+    calc = allegro_bio.AllegroCalculator(str(packages["float64"]), compile=True)  # compiled already: no-op
+    _close(evaluator(calc)(atoms), ref, 1e-10)
+
+
+def test_package_errors_name_the_problem(tmp_path, packages):
+    bad = tmp_path / "corrupt.pt2"
+    bad.write_bytes(b"PK\x03\x04 this is no package")
+    with pytest.raises(ModelFileError, match="corrupt.pt2 is not a readable AOTInductor package"):
+        allegro_bio.load(bad)
+    with pytest.raises(ModelFileError, match="model file not found: .*missing.pt2"):
+        allegro_bio.load(tmp_path / "missing.pt2")
+    with pytest.raises(ModelFileError, match="compiled for float64; it cannot run in torch.float32"):
+        allegro_bio.AllegroCalculator(str(packages["float64"]), dtype="float32")
+    with pytest.raises(ModelFileError, match="holds compiled kernels, not weights"):
+        to_eager(allegro_bio.load(packages["float64"]))
+
+
+def test_writing_a_package_without_a_compiler_is_a_clear_error(monkeypatch, tmp_path, eager64):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+        allegro_bio.save(eager64, tmp_path / "m.pt2")
+    assert not list(tmp_path.iterdir()), "a failed save left files behind"
+
+
+def test_openmm_runs_a_package_with_the_python_backend(eager64, packages):
+    """A real OpenMM context: the package (auto -> python backend) equals AllegroCalculator;
+    the torch backend (TorchScript only) refuses it by name."""
+    import torch  # noqa: F401  (before openmm)
+    import openmm
+    from openmm import app, unit
+
+    from allegro_bio.openmm_module import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL
+
+    atoms = water64()
+    top = app.Topology()
+    chain = top.addChain()
+    for k in range(0, len(atoms), 3):
+        res = top.addResidue("HOH", chain)
+        for name, el in (("O", app.element.oxygen), ("H1", app.element.hydrogen), ("H2", app.element.hydrogen)):
+            top.addAtom(name, el, res)
+    top.setPeriodicBoxVectors(np.asarray(atoms.cell) / 10.0 * unit.nanometer)
+    with pytest.raises(AllegroError, match="AOTInductor package .* TorchScript only"):
+        allegro_bio.AllegroForce(str(packages["float64"]), top, backend="torch")
+    system = openmm.System()
+    for atom in top.atoms():
+        system.addParticle(atom.element.mass)
+    system.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
+    system.addForce(allegro_bio.AllegroForce(str(packages["float64"]), top))
+    ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
+    ctx.setPositions(atoms.positions / 10.0 * unit.nanometer)
+    state = ctx.getState(getEnergy=True, getForces=True)
+    ref = evaluator(eager64, stress=False)(atoms)
+    e = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    f = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    assert e == pytest.approx(ref.energy * EV_TO_KJ_PER_MOL, rel=1e-10)
+    np.testing.assert_allclose(f, ref.forces * EV_PER_A_TO_KJ_PER_MOL_NM, rtol=0, atol=1e-7 * np.abs(f).max())
