@@ -83,9 +83,14 @@ FORMS = ["eager", "deployed", "calculator", "compiled", "package"]
 
 @pytest.fixture(scope="session")
 def packages(tmp_path_factory, eager64, eager32):
-    """The physics-suite models as AOTInductor packages (``save(model, "….pt2")``; ~30-40 s each)."""
+    """The physics-suite models as AOTInductor packages (~30-40 s each): float64 by
+    ``save(model, "….pt2")``, float32 by ``allegro-bio deploy --from small32.pt small32.pt2``."""
+    from allegro_bio.cli import main
+
     d = tmp_path_factory.mktemp("packages")
-    return {"float64": allegro_bio.save(eager64, d / "small64.pt2"), "float32": allegro_bio.save(eager32, d / "small32.pt2")}
+    pt32 = allegro_bio.save(eager32, d / "small32.pt")
+    assert main(["deploy", "--from", str(pt32), str(d / "small32.pt2")]) == 0
+    return {"float64": allegro_bio.save(eager64, d / "small64.pt2"), "float32": d / "small32.pt2"}
 
 
 @pytest.fixture(scope="session")

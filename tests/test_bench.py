@@ -53,18 +53,21 @@ def test_bench_cli_water192(tmp_path, capsys):
     assert "water192" in capsys.readouterr().out
 
 
-def test_bench_compiled_form(tmp_path, capsys):
-    """--forms compiled: the torch.compile path, timed after its compile, which is reported apart."""
+def test_bench_compiled_forms(tmp_path, capsys):
+    """--forms compiled aoti: the torch.compile path and the AOTInductor package, timed after their
+    compile, which is reported apart."""
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
     out = tmp_path / "bench.json"
-    args = parser.parse_args(["bench", "--cases", "water192", "--repeats", "1", "--forms", "eager", "compiled",
+    args = parser.parse_args(["bench", "--cases", "water192", "--repeats", "1", "--forms", "eager", "compiled", "aoti",
                               "--json", str(out)])
     assert args.func(args) == 0
-    eager, compiled = json.loads(out.read_text())
-    assert (eager["form"], compiled["form"]) == ("eager", "compiled")
-    assert compiled["status"] == "ok" and compiled["n_pairs"] == eager["n_pairs"] and compiled["compile_s"] > 0
-    assert "torch.compile took" in capsys.readouterr().out
+    eager, compiled, aoti = json.loads(out.read_text())
+    assert (eager["form"], compiled["form"], aoti["form"]) == ("eager", "compiled", "aoti")
+    for rec in (compiled, aoti):
+        assert rec["status"] == "ok" and rec["n_pairs"] == eager["n_pairs"] and rec["compile_s"] > 0
+    table = capsys.readouterr().out
+    assert "torch.compile took" in table and "writing the AOTInductor package took" in table
 
 
 @pytest.mark.parametrize("preset,bound", [("small", 5_000), ("paper", 62_000)])

@@ -22,10 +22,11 @@ def test_bench_openmm_cli_water192(tmp_path, capsys):
     cli.register(parser.add_subparsers())
     out = tmp_path / "bench.json"
     args = parser.parse_args(["bench", "--openmm", "--cases", "water192", "--steps", "1", "--repeats", "1",
-                              "--threads", "1", "--backends", "torch", "python", "ase", "ase-compiled", "--json", str(out)])
+                              "--threads", "1", "--backends", "torch", "python", "ase", "ase-compiled", "python-aoti",
+                              "--json", str(out)])
     assert args.func(args) == 0
     records = json.loads(out.read_text())
-    assert [r["backend"] for r in records] == ["torch", "python", "ase", "ase-compiled"]
+    assert [r["backend"] for r in records] == ["torch", "python", "ase", "ase-compiled", "python-aoti"]
     for rec in records:
         assert KEYS <= rec.keys()
         assert (rec["implementation"], rec["platform"], rec["case"], rec["status"]) == (

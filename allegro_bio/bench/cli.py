@@ -49,10 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     omm = parser.add_argument_group("OpenMM throughput (--openmm; small preset, float32, CPU model)")
     omm.add_argument("--openmm", action="store_true",
                      help="time OpenMM Verlet steps (0.5 fs) of a whole-system AllegroForce instead of raw energy+forces")
-    omm.add_argument("--backends", nargs="+", choices=list(OPENMM_BACKENDS) + ["ase", "ase-compiled"],
+    omm.add_argument("--backends", nargs="+",
+                     choices=list(OPENMM_BACKENDS) + ["ase", "ase-compiled", "python-aoti", "ase-aoti"],
                      default=list(OPENMM_BACKENDS), metavar="BACKEND",
                      help="AllegroForce backends to time, and/or 'ase' (ASE Langevin with AllegroCalculator), "
-                     "'ase-compiled' (the same with compile=True; raw model compiled too) (default: torch python)")
+                     "'ase-compiled' (the same with compile=True; raw model compiled too), 'python-aoti' / 'ase-aoti' "
+                     "(the python backend / ASE running the model as an AOTInductor package, written first, ~30-60 s) "
+                     "(default: torch python)")
     omm.add_argument("--platform", default="CPU", help="OpenMM platform name (default: CPU)")
     omm.add_argument("--steps", type=positive_int, default=5, help="timed MD steps after the warm-up (default: 5)")
     omm.add_argument("--warmup", type=non_negative_int, default=None, metavar="STEPS",

@@ -33,6 +33,9 @@ IMPLEMENTATION = "allegro_bio-openmm"
 OPENMM_CASES: tuple[str, ...] = ("water1536", "water6144", "dhfr")
 #: Default backends of ``AllegroForce`` to time.
 OPENMM_BACKENDS: tuple[str, ...] = ("torch", "python")
+#: Backends that run the model as an AOTInductor package (``model.pt2``, written per run): OpenMM's
+#: ``python`` backend and ASE.
+AOTI_BACKENDS: tuple[str, ...] = ("python-aoti", "ase-aoti")
 #: Integrator time step (fs).
 TIMESTEP_FS = 0.5
 #: Systems with at most this many atoms get 2 warm-up steps instead of 1.
@@ -114,16 +117,21 @@ def measure_openmm(
             path = pretrained.path()
         else:
             path = save(build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32"), Path(tmp) / "model.pt")
+        if backend in AOTI_BACKENDS:  # the same model as an AOTInductor package (raw timing and steps)
+            from ..deploy import redeploy
+
+            path = redeploy(path, Path(tmp) / "model.pt2")
         model = load(path)
         if backend == "ase-compiled":  # torch.compile: the raw timing and the steps share one compiled model
             from ..deploy import as_model
 
             model = as_model(model, compile=True)
         raw_ms, raw_nl_ms = _raw_model_ms(model, atoms, raw_repeats)
-        if backend in ("ase", "ase-compiled"):
-            times = _ase_steps(str(path) if backend == "ase" else model, atoms, trained, warmup, steps, seed)
+        if backend in ("ase", "ase-compiled", "ase-aoti"):
+            times = _ase_steps(model if backend == "ase-compiled" else str(path), atoms, trained, warmup, steps, seed)
         else:
-            times = _openmm_steps(system, top, path, backend, platform, threads, trained, positions_nm, warmup, steps, seed)
+            times = _openmm_steps(system, top, path, backend.removesuffix("-aoti"), platform, threads, trained,
+                                  positions_nm, warmup, steps, seed)
     step_s = statistics.median(times)
     n = len(atoms)
     rec = _base(case, backend, platform, steps, threads)
