@@ -38,6 +38,7 @@ from ._version import FORMAT_VERSION, __version__
 from .errors import ModelFileError
 from .model import AllegroPotential, clone
 from .model.allegro import FLOAT64_NAMES
+from .model.aoti import SUFFIX as AOTI_SUFFIX
 
 R_MAX = "r_max"
 TYPE_NAMES = "type_names"
@@ -55,7 +56,6 @@ MAX_EDGES_PER_CHUNK = "max_edges_per_chunk"  # AOTInductor packages only (a Torc
 METADATA_KEYS = (R_MAX, TYPE_NAMES, NUM_TYPES, MODEL_DTYPE, PER_EDGE_TYPE_CUTOFF, ALLOW_TF32, ZBL, UNITS, VERSION,
                  FORMAT, TRAINING, CONFIG)
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-AOTI_SUFFIX = ".pt2"  # allegro_bio.model.aoti.SUFFIX (imported lazily there: inductor is slow to import)
 
 
 def metadata_of(model: AllegroPotential, training_description: str = "", allow_tf32: bool = False) -> dict[str, str]:

@@ -110,15 +110,24 @@ def neighbor_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cuto
     nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     i, j, s = nl.compute(positions, box, [bool(p) for p in pbc], quantities="ijS")
     edge_index = np.stack([i.astype(np.int64), j.astype(np.int64)])
-    shift = s.astype(np.float64) @ box if len(i) else np.zeros((0, 3))
-    return Graph(edge_index, shift, pbc, cell)
+    return Graph(edge_index, integer_shifts_to_cartesian(s, box), pbc, cell)
 
 
-def check_close_contacts(positions: np.ndarray, graph: Graph) -> None:
-    """Reject pairs closer than :data:`MIN_DISTANCE` (overlapping atoms or images)."""
+def integer_shifts_to_cartesian(s: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Cartesian shifts (Å) ``s @ box`` of integer cell shifts ``s`` [E, 3], written as three
+    element-wise products: a BLAS ``@`` of this shape wakes numpy's OpenBLAS threads, which then
+    spin on the cores torch needs for the evaluation that follows (~40-70 ms of an MD step at
+    6,144 atoms on 2 cores; docs/benchmarks.md)."""
+    s = s.astype(np.float64)
+    return s[:, 0:1] * box[0] + s[:, 1:2] * box[1] + s[:, 2:3] * box[2]
+
+
+def check_close_contacts(positions: np.ndarray, graph: Graph, cutoff: float = np.inf) -> int:
+    """Reject pairs closer than :data:`MIN_DISTANCE` (overlapping atoms or images); return the
+    number of pairs of ``graph`` within ``cutoff`` (Å) at ``positions``."""
     i, j = graph.edge_index
     if not len(i):
-        return
+        return 0
     d = np.linalg.norm(positions[j] - positions[i] + graph.shift, axis=1)
     close = d < MIN_DISTANCE
     if close.any():
@@ -128,6 +137,7 @@ def check_close_contacts(positions: np.ndarray, graph: Graph) -> None:
             f"{int(close.sum()) // 2 or 1} pair(s) of atoms closer than {MIN_DISTANCE} Å: atom {int(i[k])} and "
             f"{what} are {d[k]:.3g} Å apart"
         )
+    return int(np.count_nonzero(d < cutoff))
 
 
 def build_graph(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> Graph:
@@ -140,3 +150,55 @@ def build_graph(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff
     graph = neighbor_list(positions, cell, pbc, cutoff)
     check_close_contacts(positions, graph)
     return graph
+
+
+#: Verlet skin (Å) of the neighbour lists reused across MD steps (ASE's ``AllegroCalculator``, both
+#: OpenMM backends): candidate pairs within r_max + skin, searched again after an atom moved skin/2,
+#: so the cell-list search runs every ~10-30 steps, not every step.
+DEFAULT_SKIN = 1.0
+
+
+class VerletList:
+    """A neighbour list reused across MD steps: the pairs within ``cutoff + skin`` (Å) of the last
+    search, searched again only when an atom has moved skin/2 or more since then, or the cell,
+    periodicity or number of atoms changed. No pair can then have come from beyond ``cutoff +
+    skin`` to within ``cutoff``, and the model drops the pairs beyond their per-species-pair cutoff,
+    so results equal a fresh search each call (tested). ``skin = 0`` searches every call.
+
+    Each call validates the structure (NaN positions, overlapping atoms, bad cell) as
+    :func:`build_graph` does. ``searches`` counts the cell-list searches; ``pairs_within_cutoff``
+    is the number of ordered pairs within ``cutoff`` at the last call's positions.
+    """
+
+    def __init__(self, cutoff: float, skin: float = DEFAULT_SKIN) -> None:
+        if not skin >= 0.0:
+            raise ValueError(f"neighbour-list skin must be >= 0 Å, got {skin}")
+        self.cutoff = float(cutoff)
+        self.skin = float(skin)
+        self.searches = 0
+        self.pairs_within_cutoff = 0
+        self._graph: Graph | None = None
+        self._ref_positions = np.zeros((0, 3))
+
+    def __call__(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> Graph:
+        """The pairs for ``positions`` (Å) in ``cell`` (Å) with periodicity ``pbc``."""
+        positions = np.asarray(positions, dtype=np.float64)
+        check_positions(positions)
+        cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+        pbc = effective_pbc(cell, pbc)
+        if self._stale(positions, cell, pbc):
+            check_cell(cell, pbc)
+            self._graph = neighbor_list(positions, cell, pbc, self.cutoff + self.skin)
+            self._ref_positions = positions.copy()
+            self.searches += 1
+        self.pairs_within_cutoff = check_close_contacts(positions, self._graph, self.cutoff)
+        return self._graph
+
+    def _stale(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> bool:
+        g = self._graph
+        if g is None or self.skin == 0.0 or positions.shape != self._ref_positions.shape:
+            return True
+        if not (np.array_equal(cell, g.cell) and np.array_equal(pbc, g.pbc)):
+            return True
+        moved = positions - self._ref_positions
+        return bool(np.max((moved * moved).sum(1), initial=0.0) >= (0.5 * self.skin) ** 2)

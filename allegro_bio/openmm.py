@@ -19,6 +19,7 @@ import numpy as np
 
 from .deploy import DeployedModel, as_model
 from .errors import AllegroError, InvalidStructureError, UnknownElementError
+from .neighbors import DEFAULT_SKIN, VerletList
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def AllegroForce(
     force_group
         Optional OpenMM force group.
     skin
-        Verlet skin (Å) of the torch backend's neighbour list (default
+        Verlet skin (Å) of the neighbour list, both backends (default
         :data:`~allegro_bio.openmm_module.DEFAULT_SKIN`, 1 Å): the cell-list search runs only
         when an atom has moved skin/2 or the box changed; 0 searches every step. Results are
         the same either way.
@@ -171,7 +172,8 @@ def AllegroForce(
         module = resolved.module if isinstance(resolved, DeployedModel) else resolved  # scripted in _torch_force
         force = _torch_force(module, types, idx, subset, box is not None, resolved.r_max, skin)
     else:
-        force = _python_force(resolved, types, idx, topology.getNumAtoms(), box is not None)
+        force = _python_force(resolved, types, idx, topology.getNumAtoms(), box is not None,
+                              DEFAULT_SKIN if skin is None else skin)
     if force_group is not None:
         force.setForceGroup(force_group)
     force.setName("AllegroForce")
@@ -204,13 +206,15 @@ class PythonComputation:
     serialised to XML and copied by ``CustomCVForce``.
     """
 
-    def __init__(self, model, types: np.ndarray, idx: np.ndarray, n_total: int, periodic: bool) -> None:
+    def __init__(self, model, types: np.ndarray, idx: np.ndarray, n_total: int, periodic: bool,
+                 skin: float = DEFAULT_SKIN) -> None:
         self.model = model
         self.types = np.asarray(types)
         self.idx = np.asarray(idx)
         self.n_total = int(n_total)
         self.periodic = bool(periodic)
         self.subset = not np.array_equal(self.idx, np.arange(self.n_total))
+        self.neighbors = VerletList(model.r_max, skin)
 
     def __call__(self, state):
         from openmm import unit
@@ -224,7 +228,7 @@ class PythonComputation:
             pbc = np.ones(3, dtype=bool)
         else:
             cell, pbc = np.zeros((3, 3)), np.zeros(3, dtype=bool)
-        r = evaluate_types(self.model, pos, self.types, cell, pbc, compute_virial=False)
+        r = evaluate_types(self.model, pos, self.types, cell, pbc, compute_virial=False, graph=self.neighbors(pos, cell, pbc))
         forces = r.forces * EV_PER_A_TO_KJ_PER_MOL_NM
         if self.subset:
             full = np.zeros((self.n_total, 3))
@@ -238,6 +242,7 @@ class PythonComputation:
             raise TypeError("this PythonForce holds an in-memory model; pass a model file path to AllegroForce to serialise it")
         state = dict(self.__dict__)
         state["model"] = (str(path), self.model.model_dtype)
+        state["neighbors"] = VerletList(self.neighbors.cutoff, self.neighbors.skin)  # not the last list
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -246,10 +251,12 @@ class PythonComputation:
         self.model = as_model(path, dtype=dtype)
 
 
-def _python_force(model, types: np.ndarray, idx: np.ndarray, n_total: int, periodic: bool):
+def _python_force(model, types: np.ndarray, idx: np.ndarray, n_total: int, periodic: bool, skin: float):
     import openmm
 
-    force = openmm.PythonForce(PythonComputation(model, types, idx, n_total, periodic))
+    if not skin >= 0.0:
+        raise AllegroError(f"skin must be >= 0 Å, got {skin}")
+    force = openmm.PythonForce(PythonComputation(model, types, idx, n_total, periodic, float(skin)))
     force.setUsesPeriodicBoundaryConditions(periodic)
     return force
 

@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from .neighbors import MIN_DISTANCE
+from .neighbors import DEFAULT_SKIN, MIN_DISTANCE
 
 #: 1 eV in kJ/mol.
 EV_TO_KJ_PER_MOL = 96.48533212331002
@@ -29,9 +29,6 @@ EV_TO_KJ_PER_MOL = 96.48533212331002
 EV_PER_A_TO_KJ_PER_MOL_NM = 964.8533212331002
 #: Over-allocation of the pair buffer (fraction of the real pairs when it grows).
 PAD_FRACTION = 0.05
-#: Verlet skin (Å): candidate pairs are found within r_max + skin and re-used until an atom has
-#: moved skin/2 (or the box changed), so the cell-list search runs every ~10-30 steps, not every step.
-DEFAULT_SKIN = 1.0
 
 
 class AllegroOpenMMModule(nn.Module):

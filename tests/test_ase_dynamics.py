@@ -4,6 +4,7 @@ energy conservation and descent — not the chemistry)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from ase import units
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet
@@ -60,3 +61,34 @@ def test_results_cached_between_property_calls():
     assert calc.n_pairs > 0
     assert set(calc.results) >= {"energy", "free_energy", "energies", "forces"}
     assert np.isclose(calc.results["energies"].sum(), calc.results["energy"])
+
+
+def test_calculator_verlet_list_is_exact_and_searches_rarely():
+    """AllegroCalculator's Verlet list (pairs within r_max + skin, searched again after an atom moved
+    skin/2 or the cell changed) gives at every step what a fresh search gives, across a drift, an
+    atom wrapped to the other side of the box and a barostat-like cell scaling; stress included."""
+    from allegro_bio.data import water64
+
+    model = _gentle_model("float64")
+    cached, fresh = allegro_bio.AllegroCalculator(model, skin=0.6), allegro_bio.AllegroCalculator(model, skin=0.0)
+    atoms = water64().repeat((2, 1, 1))
+    rng = np.random.default_rng(1)
+    velocity = rng.normal(0.0, 5e-3, atoms.positions.shape)  # Å per step: ~0.02 Å max
+    for step in range(30):
+        atoms.positions += velocity
+        if step == 12:
+            atoms.positions[5] += atoms.cell[0]  # wrapped into the neighbouring image: same physics
+        if step == 20:
+            atoms.set_cell(atoms.cell * 1.002, scale_atoms=True)
+        got, ref = [], []
+        for calc, out in ((cached, got), (fresh, ref)):
+            a = atoms.copy()
+            a.calc = calc
+            stress = a.get_stress()  # first: one evaluation gives all three
+            out.extend([a.get_potential_energy(), a.get_forces(), stress])
+        assert got[0] == pytest.approx(ref[0], rel=1e-12, abs=1e-9)
+        np.testing.assert_allclose(got[1], ref[1], rtol=0, atol=1e-12 * np.abs(ref[1]).max())
+        np.testing.assert_allclose(got[2], ref[2], rtol=0, atol=1e-12 * np.abs(ref[2]).max())
+        assert cached.n_pairs == fresh.n_pairs  # pairs within r_max, not the skin's extra pairs
+    assert fresh.neighbors.searches == 30
+    assert 3 <= cached.neighbors.searches <= 15, cached.neighbors.searches

@@ -394,3 +394,33 @@ def test_verlet_list_is_exact_and_searches_rarely(model64):
         assert float((f1 - f2).abs().max()) < 1e-12 * scale, (step, float((f1 - f2).abs().max()), scale)
     assert fresh.rebuilds == 30
     assert 3 <= cached.rebuilds <= 15, cached.rebuilds
+
+
+def test_python_backend_verlet_list_is_exact_and_searches_rarely(model64, monkeypatch):
+    """The python backend reuses its neighbour list across steps (skin 1 Å) like the torch backend:
+    the same energies and forces as a search every step, in real contexts, with fewer searches."""
+    import allegro_bio.neighbors as nb
+
+    calls = []
+    search = nb.neighbor_list
+    monkeypatch.setattr(nb, "neighbor_list", lambda *a: calls.append(a[3]) or search(*a))
+    atoms = water64()
+    top, pos = water_topology(atoms)
+    contexts = []
+    for skin in (1.0, 0.0):
+        system = ml_system(top, allegro_bio.AllegroForce(model64, top, backend="python", skin=skin))
+        contexts.append(openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference")))
+    rng = np.random.default_rng(3)
+    velocity = rng.normal(0.0, 2e-4, pos.shape)  # nm per step
+    for step in range(12):
+        pos = pos + velocity
+        out = []
+        for ctx in contexts:
+            ctx.setPositions(pos * unit.nanometer)
+            st = ctx.getState(getEnergy=True, getForces=True)
+            out.append((st.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+                        st.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)))
+        assert out[0][0] == pytest.approx(out[1][0], rel=1e-12, abs=1e-9)
+        np.testing.assert_allclose(out[0][1], out[1][1], rtol=0, atol=1e-12 * np.abs(out[1][1]).max())
+    with_skin = sum(1 for c in calls if c > 4.5)  # searches at r_max + 1 Å; the others at r_max
+    assert len(calls) - with_skin >= 12 and 1 <= with_skin <= 6, calls

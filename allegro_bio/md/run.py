@@ -366,8 +366,9 @@ def run(
     if not (timestep_fs > 0 and temperature_K > 0):
         raise AllegroError(f"timestep_fs and temperature_K must be positive, got {timestep_fs}, {temperature_K}")
     if compile and engine != "ase":
-        raise AllegroError(f"compile=True applies to engine 'ase' (OpenMM runs the deployed TorchScript file), "
-                           f"not {engine!r}")
+        raise AllegroError(f"compile=True applies to engine 'ase', not {engine!r}: for compiled kernels in OpenMM pass "
+                           "an AOTInductor package as the model (allegro-bio deploy --from model.pt model.pt2), which "
+                           "runs with the 'python' backend")
     limits = limits or StabilityLimits()
     t_setup = time.perf_counter()
     model_obj, model_info = resolve_model(model)
