@@ -59,6 +59,16 @@ def test_calculator_and_compile_flag_accept_a_package(eager64, packages):
     _close(evaluator(allegro_bio.AllegroCalculator(str(packages["float64"])))(atoms), ref, 1e-10)
     calc = allegro_bio.AllegroCalculator(str(packages["float64"]), compile=True)  # compiled already: no-op
     _close(evaluator(calc)(atoms), ref, 1e-10)
+    # forward(): atom energies only, as the TorchScript file's
+    import torch
+
+    from allegro_bio.neighbors import build_graph, type_indices
+
+    pkg = allegro_bio.load(packages["float64"])
+    g = build_graph(atoms.positions, np.asarray(atoms.cell), atoms.pbc, pkg.r_max)
+    energies = pkg(torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, pkg.type_names)),
+                   torch.as_tensor(g.edge_index), torch.as_tensor(g.shift), len(atoms))
+    np.testing.assert_allclose(energies.numpy(), ref.energies, rtol=0, atol=1e-10 * np.abs(ref.energies).max())
 
 
 def test_package_errors_name_the_problem(tmp_path, packages):

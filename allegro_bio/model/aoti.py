@@ -168,6 +168,12 @@ class AOTIPotential(ChunkedPotential):
         self.runner = runner
         self.to(device)
 
+    def forward(
+        self, pos: torch.Tensor, atom_type: torch.Tensor, edge_index: torch.Tensor, edge_shift: torch.Tensor, n_local: int
+    ) -> torch.Tensor:
+        """Atom energies [n_local] (eV), as ``AllegroPotential.forward`` (forces are computed too)."""
+        return self.compute(pos, atom_type, edge_index, edge_shift, n_local, False)[0]
+
     def _energy_and_grad(
         self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
