@@ -135,6 +135,7 @@ def AllegroForce(
         ``"torch"`` (openmm-torch ``TorchForce``: TorchScript module with its own O(N) neighbour
         list, no Python per step), ``"python"`` (OpenMM ``PythonForce`` calling the model) or
         ``"auto"`` (the torch backend: no Python per step, Verlet list; measured faster on CPU; logged).
+        An AOTInductor package (``model.pt2``) runs with ``"python"`` only; ``"auto"`` picks it.
     precision
         ``None`` (the model's dtype), ``"float32"`` or ``"float64"``.
     force_group

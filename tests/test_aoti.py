@@ -1,6 +1,6 @@
 """AOTInductor packages (``save(model, "model.pt2")``): the compiled per-chunk step against the
-eager network, chunk edge cases, metadata, errors, and OpenMM. The physics suite runs on packages
-as form "package" (test_physics.py); LAMMPS runs them in test_lammps.py."""
+eager network, chunk edge cases, metadata and errors. The physics suite runs on packages as form
+"package" (test_physics.py); OpenMM runs them in test_openmm.py, LAMMPS in test_lammps.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ase import Atoms
 import allegro_bio
 from allegro_bio.data import water64
 from allegro_bio.deploy import to_eager
-from allegro_bio.errors import AllegroError, ModelFileError
+from allegro_bio.errors import ModelFileError
 from allegro_bio.testing import evaluator
 
 from conftest import organic
@@ -90,37 +90,3 @@ def test_writing_a_package_without_a_compiler_is_a_clear_error(monkeypatch, tmp_
     with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
         allegro_bio.save(eager64, tmp_path / "m.pt2")
     assert not list(tmp_path.iterdir()), "a failed save left files behind"
-
-
-def test_openmm_runs_a_package_with_the_python_backend(eager64, packages):
-    """A real OpenMM context: the package (auto -> python backend) equals AllegroCalculator;
-    the torch backend (TorchScript only) refuses it by name."""
-    import torch  # noqa: F401  (before openmm)
-    import openmm
-    from openmm import app, unit
-
-    from allegro_bio.openmm_module import EV_PER_A_TO_KJ_PER_MOL_NM, EV_TO_KJ_PER_MOL
-
-    atoms = water64()
-    top = app.Topology()
-    chain = top.addChain()
-    for k in range(0, len(atoms), 3):
-        res = top.addResidue("HOH", chain)
-        for name, el in (("O", app.element.oxygen), ("H1", app.element.hydrogen), ("H2", app.element.hydrogen)):
-            top.addAtom(name, el, res)
-    top.setPeriodicBoxVectors(np.asarray(atoms.cell) / 10.0 * unit.nanometer)
-    with pytest.raises(AllegroError, match="AOTInductor package .* TorchScript only"):
-        allegro_bio.AllegroForce(str(packages["float64"]), top, backend="torch")
-    system = openmm.System()
-    for atom in top.atoms():
-        system.addParticle(atom.element.mass)
-    system.setDefaultPeriodicBoxVectors(*top.getPeriodicBoxVectors())
-    system.addForce(allegro_bio.AllegroForce(str(packages["float64"]), top))
-    ctx = openmm.Context(system, openmm.VerletIntegrator(0.0005), openmm.Platform.getPlatformByName("Reference"))
-    ctx.setPositions(atoms.positions / 10.0 * unit.nanometer)
-    state = ctx.getState(getEnergy=True, getForces=True)
-    ref = evaluator(eager64, stress=False)(atoms)
-    e = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    f = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
-    assert e == pytest.approx(ref.energy * EV_TO_KJ_PER_MOL, rel=1e-10)
-    np.testing.assert_allclose(f, ref.forces * EV_PER_A_TO_KJ_PER_MOL_NM, rtol=0, atol=1e-7 * np.abs(f).max())

@@ -424,3 +424,16 @@ def test_python_backend_verlet_list_is_exact_and_searches_rarely(model64, monkey
         np.testing.assert_allclose(out[0][1], out[1][1], rtol=0, atol=1e-12 * np.abs(out[1][1]).max())
     with_skin = sum(1 for c in calls if c > 4.5)  # searches at r_max + 1 Å; the others at r_max
     assert len(calls) - with_skin >= 12 and 1 <= with_skin <= 6, calls
+
+
+def test_openmm_runs_a_package_with_the_python_backend(eager64, packages):
+    """A real OpenMM context: an AOTInductor package (auto -> python backend) equals the eager model;
+    the torch backend (TorchScript only) refuses it by name."""
+    atoms = water64()
+    top, pos = water_topology(atoms)
+    with pytest.raises(AllegroError, match="AOTInductor package .* TorchScript only"):
+        allegro_bio.AllegroForce(str(packages["float64"]), top, backend="torch")
+    e, f = energy_forces(ml_system(top, allegro_bio.AllegroForce(str(packages["float64"]), top)), pos)
+    ref = evaluator(eager64, stress=False)(atoms)
+    assert e == pytest.approx(ref.energy * EV_TO_KJ_PER_MOL, rel=1e-10)
+    np.testing.assert_allclose(f, ref.forces * EV_PER_A_TO_KJ_PER_MOL_NM, rtol=0, atol=1e-7 * np.abs(f).max())

@@ -258,8 +258,9 @@ def _deployed(model: torch.nn.Module, name: str) -> Any:
 
     from ..deploy import load, save
 
+    device = model.cutoff_matrix.device
     with tempfile.TemporaryDirectory(prefix="allegro-bench-") as tmp:
-        return load(save(model, os.path.join(tmp, name)), device=model.cutoff_matrix.device).module
+        return load(save(model, os.path.join(tmp, name)), device=device).module
 
 
 def _child(conn: Any, measure: Callable[..., Record], failed: Callable[[dict[str, Any], str], Record],

@@ -159,8 +159,11 @@ struct AllegroModel::Impl {
     }
     torch::Tensor energy = torch::zeros({n_local}, pos.options().dtype(torch::kFloat64));
     torch::Tensor forces = torch::zeros({pos.size(0), 3}, pos.options().dtype(torch::kFloat64));
-    torch::Tensor cum = torch::bincount(i, {}, n_local).cumsum(0).to(torch::kCPU);
-    const int64_t *cum_p = cum.data_ptr<int64_t>();
+    // pairs per centre, cumulated, on the host: only when there is more than one chunk (one
+    // device-to-host copy per step on a GPU otherwise)
+    torch::Tensor cum;
+    if (n_edges > chunk) cum = torch::bincount(i, {}, n_local).cumsum(0).to(torch::kCPU).contiguous();
+    const int64_t *cum_p = cum.defined() ? cum.data_ptr<int64_t>() : nullptr;
     int64_t c0 = 0, e0 = 0;
     while (c0 < n_local) {
       int64_t c1 = n_local, e1 = n_edges;
