@@ -90,3 +90,51 @@ def test_writing_a_package_without_a_compiler_is_a_clear_error(monkeypatch, tmp_
     with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
         allegro_bio.save(eager64, tmp_path / "m.pt2")
     assert not list(tmp_path.iterdir()), "a failed save left files behind"
+
+
+def test_torchscript_package_potential_equals_the_python_one(eager64, packages, tmp_path):
+    """``PackagePotential`` (the package through the TorchBind runner, scripted: what openmm-torch's
+    TorchForce runs) equals the Python-driven package and the eager network, in many chunks and
+    in chunks below the compiled minimum, and saves and loads whole (the runner pickles as the
+    package's bytes)."""
+    import torch
+
+    from allegro_bio.model.aoti import scripted_package
+    from allegro_bio.neighbors import build_graph, type_indices
+
+    pkg = allegro_bio.load(packages["float64"])
+    scripted = scripted_package(pkg.path, pkg.module.config, 300)
+    assert isinstance(scripted, torch.jit.ScriptModule)
+    torch.jit.save(scripted, str(tmp_path / "module.pt"))
+    reloaded = torch.jit.load(str(tmp_path / "module.pt"))
+    for atoms, chunk in ((water64(), 300), (organic(), 1), (Atoms("H", positions=[[0.0, 0.0, 0.0]]), 300)):
+        g = build_graph(atoms.positions, np.asarray(atoms.cell), atoms.pbc, pkg.r_max)
+        args = (torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, pkg.type_names)),
+                torch.as_tensor(g.edge_index), torch.as_tensor(g.shift), len(atoms), True)
+        ref = eager64.compute(*args)
+        for module in (pkg.module, scripted, reloaded):
+            module.max_edges_per_chunk = chunk
+            for got, want in zip(module.compute(*args), ref):
+                np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=0,
+                                           atol=1e-10 * max(1.0, float(want.abs().max())))
+
+
+def test_package_runner_errors_name_the_problem(monkeypatch, tmp_path):
+    """A corrupt package in the runner, and building the runner without a compiler: clear errors,
+    and a failed build leaves no library behind."""
+    import torch
+
+    from allegro_bio.model import package_runner
+
+    package_runner.load_library()
+    bad = tmp_path / "corrupt.pt2"
+    bad.write_bytes(b"PK\x03\x04 this is no package")
+    with pytest.raises(RuntimeError, match="'corrupt.pt2' is not a readable AOTInductor package"):
+        package_runner.package_runner(bad)
+    monkeypatch.setenv(package_runner.ENV_DIR, str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(package_runner.RunnerBuildError, match="needs a C\\+\\+ compiler"):
+        package_runner.build_library(force=True)
+    assert not package_runner.library_path().exists()
+    assert torch.classes.allegro_bio.PackageRunner is not None  # the loaded library is unaffected

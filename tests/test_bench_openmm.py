@@ -22,11 +22,11 @@ def test_bench_openmm_cli_water192(tmp_path, capsys):
     cli.register(parser.add_subparsers())
     out = tmp_path / "bench.json"
     args = parser.parse_args(["bench", "--openmm", "--cases", "water192", "--steps", "1", "--repeats", "1",
-                              "--threads", "1", "--backends", "torch", "python", "ase", "ase-compiled", "python-aoti",
+                              "--threads", "1", "--backends", "torch", "python", "ase", "ase-compiled", "torch-aoti",
                               "--json", str(out)])
     assert args.func(args) == 0
     records = json.loads(out.read_text())
-    assert [r["backend"] for r in records] == ["torch", "python", "ase", "ase-compiled", "python-aoti"]
+    assert [r["backend"] for r in records] == ["torch", "python", "ase", "ase-compiled", "torch-aoti"]
     for rec in records:
         assert KEYS <= rec.keys()
         assert (rec["implementation"], rec["platform"], rec["case"], rec["status"]) == (
@@ -55,6 +55,7 @@ def test_topology_and_system_from_atoms():
 def test_default_cases_agree():
     assert cli.OPENMM_CASES == openmm_bench.OPENMM_CASES
     assert cli.OPENMM_BACKENDS == openmm_bench.OPENMM_BACKENDS
+    assert cli.AOTI_BACKENDS == openmm_bench.AOTI_BACKENDS
     assert cli.SMALL_ATOMS == openmm_bench.SMALL_ATOMS
 
 

@@ -426,14 +426,43 @@ def test_python_backend_verlet_list_is_exact_and_searches_rarely(model64, monkey
     assert len(calls) - with_skin >= 12 and 1 <= with_skin <= 6, calls
 
 
-def test_openmm_runs_a_package_with_the_python_backend(eager64, packages):
-    """A real OpenMM context: an AOTInductor package (auto -> python backend) equals the eager model;
-    the torch backend (TorchScript only) refuses it by name."""
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_openmm_runs_a_package(backend, eager64, packages, alanine):
+    """Real OpenMM contexts: an AOTInductor package equals the eager model with both backends (the
+    torch backend runs it inside TorchScript through the TorchBind runner), for a water box and
+    for the peptide of a solvated alanine dipeptide as an ML region."""
     atoms = water64()
     top, pos = water_topology(atoms)
-    with pytest.raises(AllegroError, match="AOTInductor package .* TorchScript only"):
-        allegro_bio.AllegroForce(str(packages["float64"]), top, backend="torch")
-    e, f = energy_forces(ml_system(top, allegro_bio.AllegroForce(str(packages["float64"]), top)), pos)
+    e, f = energy_forces(ml_system(top, allegro_bio.AllegroForce(str(packages["float64"]), top, backend=backend)), pos)
     ref = evaluator(eager64, stress=False)(atoms)
     assert e == pytest.approx(ref.energy * EV_TO_KJ_PER_MOL, rel=1e-10)
     np.testing.assert_allclose(f, ref.forces * EV_PER_A_TO_KJ_PER_MOL_NM, rtol=0, atol=1e-7 * np.abs(f).max())
+
+    from ase import Atoms
+
+    top = alanine.topology
+    pos = alanine.positions.value_in_unit(unit.nanometer)
+    ml_atoms = [a.index for a in top.atoms() if a.residue.name != "HOH"]
+    force = allegro_bio.AllegroForce(str(packages["float64"]), top, atoms=ml_atoms, backend=backend)
+    e, f = energy_forces(ml_system(top, force), pos)
+    peptide = Atoms([a.element.symbol for a in top.atoms() if a.index in ml_atoms], positions=pos[ml_atoms] * 10.0)
+    ref = evaluator(eager64, stress=False)(peptide)
+    assert e == pytest.approx(ref.energy * EV_TO_KJ_PER_MOL, rel=1e-10)
+    np.testing.assert_allclose(f[ml_atoms], ref.forces * EV_PER_A_TO_KJ_PER_MOL_NM, rtol=0, atol=1e-7 * np.abs(f).max())
+    assert not np.delete(f, ml_atoms, axis=0).any()
+
+
+def test_package_backend_choice_without_a_compiler(packages, monkeypatch):
+    """Without a compiler for the TorchBind runner, backend='torch' names the problem and 'auto'
+    runs the package with the python backend instead."""
+    from allegro_bio.model import package_runner
+
+    def no_compiler() -> None:
+        raise package_runner.RunnerBuildError("running an AOTInductor package inside openmm-torch's TorchForce needs "
+                                              "a C++ compiler")
+
+    monkeypatch.setattr(package_runner, "load_library", no_compiler)
+    top, _ = water_topology(water64())
+    with pytest.raises(AllegroError, match="small64.pt2: running an AOTInductor package .* needs a C\\+\\+ compiler"):
+        allegro_bio.AllegroForce(str(packages["float64"]), top, backend="torch")
+    assert isinstance(allegro_bio.AllegroForce(str(packages["float64"]), top), openmm.PythonForce)

@@ -17,6 +17,7 @@ from .cases import CASE_NAMES
 # Mirrors of openmm_bench constants (not imported: that imports torch; tests/test_bench_openmm.py checks they agree).
 OPENMM_CASES = ("water1536", "water6144", "dhfr")
 OPENMM_BACKENDS = ("torch", "python")
+AOTI_BACKENDS = ("torch-aoti", "python-aoti", "ase-aoti")
 SMALL_ATOMS = 2000
 
 
@@ -50,11 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     omm.add_argument("--openmm", action="store_true",
                      help="time OpenMM Verlet steps (0.5 fs) of a whole-system AllegroForce instead of raw energy+forces")
     omm.add_argument("--backends", nargs="+",
-                     choices=list(OPENMM_BACKENDS) + ["ase", "ase-compiled", "python-aoti", "ase-aoti"],
+                     choices=list(OPENMM_BACKENDS) + ["ase", "ase-compiled"] + list(AOTI_BACKENDS),
                      default=list(OPENMM_BACKENDS), metavar="BACKEND",
                      help="AllegroForce backends to time, and/or 'ase' (ASE Langevin with AllegroCalculator), "
-                     "'ase-compiled' (the same with compile=True; raw model compiled too), 'python-aoti' / 'ase-aoti' "
-                     "(the python backend / ASE running the model as an AOTInductor package, written first, ~30-60 s) "
+                     "'ase-compiled' (the same with compile=True; raw model compiled too), 'torch-aoti' / 'python-aoti' / "
+                     "'ase-aoti' (the torch backend / python backend / ASE running the model as an AOTInductor package, "
+                     "written first, ~30-60 s) "
                      "(default: torch python)")
     omm.add_argument("--platform", default="CPU", help="OpenMM platform name (default: CPU)")
     omm.add_argument("--steps", type=positive_int, default=5, help="timed MD steps after the warm-up (default: 5)")

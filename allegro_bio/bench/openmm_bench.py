@@ -34,8 +34,8 @@ OPENMM_CASES: tuple[str, ...] = ("water1536", "water6144", "dhfr")
 #: Default backends of ``AllegroForce`` to time.
 OPENMM_BACKENDS: tuple[str, ...] = ("torch", "python")
 #: Backends that run the model as an AOTInductor package (``model.pt2``, written per run): OpenMM's
-#: ``python`` backend and ASE.
-AOTI_BACKENDS: tuple[str, ...] = ("python-aoti", "ase-aoti")
+#: ``torch`` backend (through the TorchBind runner), its ``python`` backend, and ASE.
+AOTI_BACKENDS: tuple[str, ...] = ("torch-aoti", "python-aoti", "ase-aoti")
 #: Integrator time step (fs).
 TIMESTEP_FS = 0.5
 #: Systems with at most this many atoms get 2 warm-up steps instead of 1.

@@ -160,12 +160,15 @@ def load_runner(path: str | os.PathLike, device: str | torch.device = "cpu"):
 
 
 class AOTIPotential(ChunkedPotential):
-    """The ``compute`` contract running an AOTInductor package's chunk step (not scriptable: the
-    package is called from Python here, from C++ in the LAMMPS plugin)."""
+    """The ``compute`` contract running an AOTInductor package's chunk step, called from Python
+    (the LAMMPS plugin drives the same step from C++; :class:`PackagePotential` from TorchScript)."""
 
     def __init__(self, config: AllegroConfig, runner, device: str | torch.device = "cpu") -> None:
         super().__init__(config)
         self.runner = runner
+        self.min_pairs: int = MIN_PAIRS
+        self.min_centers: int = MIN_CENTERS
+        self.pad_length: float = self.r_max + PAD_BEYOND_CUTOFF
         self.to(device)
 
     def forward(
@@ -179,11 +182,44 @@ class AOTIPotential(ChunkedPotential):
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         p, c = vec.shape[0], center_type.shape[0]
         vec = vec.detach()
-        pad_p, pad_c = max(0, MIN_PAIRS - p), max(0, MIN_CENTERS - c)
-        if pad_p or pad_c:  # pairs beyond every cutoff on centre 0, and an empty centre: they add exactly zero
-            vec = torch.cat([vec, vec.new_tensor([[self.r_max + PAD_BEYOND_CUTOFF, 0.0, 0.0]]).expand(pad_p, 3)])
-            edge_center = torch.cat([edge_center, edge_center.new_zeros(pad_p)])
-            neighbor_type = torch.cat([neighbor_type, neighbor_type.new_zeros(pad_p)])
-            center_type = torch.cat([center_type, center_type.new_zeros(pad_c)])
-        energy, grad = self.runner(vec.to(torch.float64), edge_center, center_type, neighbor_type)
-        return energy[:c], (grad[:p].to(vec.dtype) if p > 0 else None)
+        pad_p, pad_c = max(0, self.min_pairs - p), max(0, self.min_centers - c)
+        if pad_p > 0 or pad_c > 0:  # pairs beyond every cutoff on centre 0, and an empty centre: they add exactly zero
+            far = torch.tensor([[self.pad_length, 0.0, 0.0]], dtype=vec.dtype, device=vec.device)
+            vec = torch.cat([vec, far.expand(pad_p, 3)])
+            edge_center = torch.cat([edge_center, edge_center.new_zeros([pad_p])])
+            neighbor_type = torch.cat([neighbor_type, neighbor_type.new_zeros([pad_p])])
+            center_type = torch.cat([center_type, center_type.new_zeros([pad_c])])
+        energy, grad = self._run(vec.to(torch.float64), edge_center, center_type, neighbor_type)
+        if p == 0:
+            return energy[:c], None
+        return energy[:c], grad[:p].to(vec.dtype)
+
+    def _run(
+        self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The package's step: (centre energies, ∂E/∂vec)."""
+        energy, grad = self.runner(vec, edge_center, center_type, neighbor_type)
+        return energy, grad
+
+
+class PackagePotential(AOTIPotential):
+    """:class:`AOTIPotential` that TorchScript can compile: the package runs through the TorchBind
+    class ``torch.classes.allegro_bio.PackageRunner`` (:mod:`.package_runner`), so openmm-torch's
+    ``TorchForce`` calls it from C++ with no Python per step. Scripted, it saves and loads with
+    the package inside, in processes that have called ``package_runner.load_library()``."""
+
+    def _run(
+        self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        out = self.runner.run([vec, edge_center, center_type, neighbor_type])
+        return out[0], out[1]
+
+
+def scripted_package(path: str | os.PathLike, config: AllegroConfig, max_edges_per_chunk: int,
+                     device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
+    """Package ``path`` as a TorchScript :class:`PackagePotential` (builds the runner library once)."""
+    from .package_runner import package_runner
+
+    module = PackagePotential(config, package_runner(path, device), device)
+    module.max_edges_per_chunk = int(max_edges_per_chunk)
+    return torch.jit.script(module.eval())
