@@ -368,7 +368,7 @@ def run(
     if compile and engine != "ase":
         raise AllegroError(f"compile=True applies to engine 'ase', not {engine!r}: for compiled kernels in OpenMM pass "
                            "an AOTInductor package as the model (allegro-bio deploy --from model.pt model.pt2), which "
-                           "runs with the 'python' backend")
+                           "both OpenMM backends run")
     limits = limits or StabilityLimits()
     t_setup = time.perf_counter()
     model_obj, model_info = resolve_model(model)
