@@ -117,6 +117,9 @@ def test_torchscript_package_potential_equals_the_python_one(eager64, packages, 
             for got, want in zip(module.compute(*args), ref):
                 np.testing.assert_allclose(got.detach().numpy(), want.detach().numpy(), rtol=0,
                                            atol=1e-10 * max(1.0, float(want.abs().max())))
+    reloaded.package_device = "cuda"  # as if a CPU context ran a CUDA package: refused, not crashed
+    with pytest.raises(torch.jit.Error, match="compiled for cuda but got inputs on cpu"):
+        reloaded.compute(*args)
 
 
 def test_package_runner_errors_name_the_problem(monkeypatch, tmp_path):

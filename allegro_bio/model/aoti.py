@@ -208,9 +208,17 @@ class PackagePotential(AOTIPotential):
     ``TorchForce`` calls it from C++ with no Python per step. Scripted, it saves and loads with
     the package inside, in processes that have called ``package_runner.load_library()``."""
 
+    def __init__(self, config: AllegroConfig, runner, device: str | torch.device = "cpu") -> None:
+        super().__init__(config, runner, device)
+        self.package_device: str = torch.device(device).type  # what the package's kernels were compiled for
+
     def _run(
         self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if vec.device.type != self.package_device:  # e.g. a CPU package in a CUDA OpenMM context
+            raise RuntimeError("this AOTInductor package was compiled for " + self.package_device + " but got inputs on "
+                               + vec.device.type + ": write the package for that device (allegro-bio deploy --from "
+                               "model.pt model.pt2 on the machine and device that run it)")
         out = self.runner.run([vec, edge_center, center_type, neighbor_type])
         return out[0], out[1]
 
