@@ -14,6 +14,8 @@ pairs (atom 0 with its own image 3 r_max away: beyond every cutoff, so they cont
 zero), and the network is called through ``compute_padded`` so its arrays keep the buffer's
 shape. The buffer grows (by the same margin) only when the real pairs outgrow it;
 ``reallocations`` counts those growths (readable on the module, e.g. in the benchmark).
+AOTInductor packages (``PackagePotential``) run unpadded (``pad=False``): their kernels take any
+pair count, so padding would only add pairs.
 """
 
 from typing import Optional, Tuple
