@@ -4,6 +4,8 @@ eager network, chunk edge cases, metadata and errors. The physics suite runs on 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from ase import Atoms
@@ -123,8 +125,8 @@ def test_torchscript_package_potential_equals_the_python_one(eager64, packages, 
 
 
 def test_package_runner_errors_name_the_problem(monkeypatch, tmp_path):
-    """A corrupt package in the runner, and building the runner without a compiler: clear errors,
-    and a failed build leaves no library behind."""
+    """A corrupt package in the runner, and building the runner without a compiler or into an
+    unwritable cache: clear errors, and a failed build leaves no library behind."""
     import torch
 
     from allegro_bio.model import package_runner
@@ -135,9 +137,16 @@ def test_package_runner_errors_name_the_problem(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="'corrupt.pt2' is not a readable AOTInductor package"):
         package_runner.package_runner(bad)
     monkeypatch.setenv(package_runner.ENV_DIR, str(tmp_path / "cache"))
+    path_before = os.environ["PATH"]
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("CXX", raising=False)
     with pytest.raises(package_runner.RunnerBuildError, match="needs a C\\+\\+ compiler"):
         package_runner.build_library(force=True)
     assert not package_runner.library_path().exists()
+    monkeypatch.setenv("PATH", path_before)  # a compiler again, but an unwritable cache
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv(package_runner.ENV_DIR, str(tmp_path / "file" / "cache"))
+    with pytest.raises(package_runner.RunnerBuildError, match="cannot write the package runner library under .*"
+                       "ALLEGRO_BIO_RUNNER_DIR"):
+        package_runner.build_library(force=True)
     assert torch.classes.allegro_bio.PackageRunner is not None  # the loaded library is unaffected

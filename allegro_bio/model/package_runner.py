@@ -69,8 +69,13 @@ def build_library(force: bool = False) -> Path:
                                "(g++ or clang++ on PATH, or $CXX) to build its runner once; none was found. Install "
                                "one (Debian: apt install g++), or use AllegroForce(..., backend='python').")
     compile_flags, link_flags = _build_flags()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as scratch:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch_dir = tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-")
+    except OSError as exc:
+        raise RunnerBuildError(f"cannot write the package runner library under {path.parent} ({exc}); set "
+                               f"${ENV_DIR} to a writable directory") from exc
+    with scratch_dir as scratch:
         tmp = Path(scratch) / LIBRARY_NAME
         cmd = [cxx, *compile_flags, str(SOURCE), "-o", str(tmp), *link_flags]
         log.info("compiling the AOTInductor package runner for TorchScript (once per machine, ~15 s): %s", path)
