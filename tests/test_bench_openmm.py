@@ -63,3 +63,27 @@ def test_failed_run_is_reported():
     rec = measure_openmm_isolated("water192", backend="torch", platform="NoSuchPlatform", steps=1, raw_repeats=1)
     assert rec["status"] == "failed" and "NoSuchPlatform" in rec["error"]
     assert rec["ms_per_step"] is None and rec["overhead_ratio"] is None and rec["case"] == "water192"
+
+
+def test_interleaved_backends_share_one_process(tmp_path, capsys):
+    """--interleave: one process per case, the backends' steps taken in turn; same records, flagged."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "inter.json"
+    args = parser.parse_args(["bench", "--openmm", "--interleave", "--cases", "water192", "--steps", "2", "--repeats", "1",
+                              "--threads", "1", "--backends", "torch", "python", "--json", str(out)])
+    assert args.func(args) == 0
+    records = json.loads(out.read_text())
+    assert [(r["backend"], r["status"], r["interleaved"]) for r in records] == [("torch", "ok", True), ("python", "ok", True)]
+    for rec in records:
+        assert KEYS <= rec.keys() and len(rec["times_ms"]) == 2 and rec["n_atoms"] == 192
+        assert np.isclose(rec["overhead_ratio"], rec["ms_per_step"] / rec["raw_model_ms"])
+    assert records[0]["raw_model_ms"] == records[1]["raw_model_ms"]  # one raw timing of the shared .pt model
+    assert "interleaved in one process" in capsys.readouterr().out
+    args = parser.parse_args(["bench", "--openmm", "--interleave", "--cases", "water192", "--backends", "torch", "ase"])
+    assert args.func(args) == 2
+    assert "OpenMM backends only" in capsys.readouterr().out
+    failed = openmm_bench.measure_openmm_interleaved_isolated("water192", ["torch", "python"], platform="NoSuchPlatform",
+                                                              steps=1, raw_repeats=1)
+    assert [(r["backend"], r["status"]) for r in failed] == [("torch", "failed"), ("python", "failed")]
+    assert "NoSuchPlatform" in failed[0]["error"]

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "'ase-aoti' (the torch backend / python backend / ASE running the model as an AOTInductor package, "
                      "written first, ~30-60 s) "
                      "(default: torch python)")
+    omm.add_argument("--interleave", action="store_true",
+                     help="time all --backends of a case in one process, their steps taken in turn (OpenMM backends "
+                     "only): ratios between backends that a drifting, shared machine cannot skew")
     omm.add_argument("--platform", default="CPU", help="OpenMM platform name (default: CPU)")
     omm.add_argument("--steps", type=positive_int, default=5, help="timed MD steps after the warm-up (default: 5)")
     omm.add_argument("--warmup", type=non_negative_int, default=None, metavar="STEPS",
@@ -114,9 +117,13 @@ def _main_openmm(args: argparse.Namespace) -> int:
     if args.preset != "small" or args.dtype != "float32" or args.device != "cpu":
         print("error: --openmm times the small preset, float32, on cpu only (drop --preset/--dtype/--device)")
         return 2
+    if args.interleave and any(b.startswith("ase") for b in args.backends):
+        print("error: --interleave times OpenMM backends only (torch, python, torch-aoti, python-aoti), not ASE")
+        return 2
     cases = args.cases or list(OPENMM_CASES)
     records = run_openmm_bench(cases, args.backends, platform=args.platform, steps=args.steps, threads=args.threads,
-                               seed=args.seed, raw_repeats=args.repeats, warmup=args.warmup)
+                               seed=args.seed, raw_repeats=args.repeats, warmup=args.warmup,
+                               interleave=args.interleave)
     print(format_openmm_table(records))
     return _finish(args, records)
 

@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch  # before openmm: openmm-torch's plugin needs torch's libraries already loaded
@@ -36,6 +36,8 @@ OPENMM_BACKENDS: tuple[str, ...] = ("torch", "python")
 #: Backends that run the model as an AOTInductor package (``model.pt2``, written per run): OpenMM's
 #: ``torch`` backend (through the TorchBind runner), its ``python`` backend, and ASE.
 AOTI_BACKENDS: tuple[str, ...] = ("torch-aoti", "python-aoti", "ase-aoti")
+#: Backends ``interleave`` can time in one process, their steps taken in turn (OpenMM contexts).
+INTERLEAVE_BACKENDS: tuple[str, ...] = ("torch", "python", "torch-aoti", "python-aoti")
 #: Integrator time step (fs).
 TIMESTEP_FS = 0.5
 #: Systems with at most this many atoms get 2 warm-up steps instead of 1.
@@ -99,8 +101,6 @@ def measure_openmm(
     dynamics at 300 K from the case's structure. Otherwise a seeded untrained model is used and
     every step restarts from the structure at rest (reset outside the timer), because its random
     forces would collapse the structure within a few steps."""
-    import openmm
-
     from .. import pretrained, save
     from ..deploy import load
     from ..model import build_model
@@ -132,8 +132,18 @@ def measure_openmm(
         else:
             times = _openmm_steps(system, top, path, backend.removesuffix("-aoti"), platform, threads, trained,
                                   positions_nm, warmup, steps, seed)
+    return _record(case, backend, platform, steps, threads, len(atoms), times, raw_ms, raw_nl_ms, raw_repeats, warmup,
+                   seed, trained)
+
+
+def _record(case: str, backend: str, platform: str, steps: int, threads: int | None, n: int, times: list[float],
+            raw_ms: float, raw_nl_ms: float, raw_repeats: int, warmup: int, seed: int, trained: bool) -> Record:
+    """The record of one (case, backend): step times ``times`` (s) against the raw model's ``raw_ms``."""
+    import openmm
+
+    from .. import pretrained
+
     step_s = statistics.median(times)
-    n = len(atoms)
     rec = _base(case, backend, platform, steps, threads)
     rec.update(
         n_atoms=n, ms_per_step=1e3 * step_s, mean_ms_per_step=1e3 * statistics.mean(times),
@@ -143,7 +153,7 @@ def measure_openmm(
         raw_repeats=raw_repeats, timestep_fs=TIMESTEP_FS, warmup_steps=warmup, seed=seed,
         model="packaged " + pretrained.DEFAULT if trained else "untrained seeded", dynamics="Langevin 300 K" if trained
         else "each step from the structure at rest", peak_rss_mb=peak_rss_mb(), openmm_version=openmm.__version__,
-        cpu_count=os.cpu_count(), load_avg_1min=os.getloadavg()[0], status="ok", error=None,
+        cpu_count=os.cpu_count(), load_avg_1min=os.getloadavg()[0], interleaved=False, status="ok", error=None,
     )
     return rec
 
@@ -151,6 +161,16 @@ def measure_openmm(
 def _openmm_steps(system: Any, top: Any, path: Any, backend: str, platform: str, threads: int | None, trained: bool,
                   positions_nm: np.ndarray, warmup: int, steps: int, seed: int) -> list[float]:
     """Wall times (s) of ``steps`` OpenMM steps after ``warmup`` untimed ones (see :func:`measure_openmm`)."""
+    step = _openmm_stepper(system, top, path, backend, platform, threads, trained, positions_nm, seed)
+    times = [step() for _ in range(warmup + steps)]  # warm-up steps first: TorchScript optimises on its first calls
+    return times[warmup:]
+
+
+def _openmm_stepper(system: Any, top: Any, path: Any, backend: str, platform: str, threads: int | None, trained: bool,
+                    positions_nm: np.ndarray, seed: int) -> Callable[[], float]:
+    """An OpenMM context of ``system`` plus an ``AllegroForce`` and a function that takes one step
+    and returns its wall time (s); untrained, each step starts from the structure at rest (the reset
+    is not timed)."""
     import openmm
     from openmm import unit
 
@@ -169,16 +189,17 @@ def _openmm_steps(system: Any, top: Any, path: Any, backend: str, platform: str,
     if trained:
         context.setVelocitiesToTemperature(300 * unit.kelvin, seed + 1)
     zero_velocities = np.zeros_like(positions_nm) * unit.nanometer / unit.picosecond
-    times = []
-    for k in range(warmup + steps):  # warm-up steps first: TorchScript optimises on its first calls
+
+    def step() -> float:
         if not trained:
             context.setPositions(start_positions)  # untimed reset: the untrained model would blow the
             context.setVelocities(zero_velocities)  # structure apart within a few steps
         start = time.perf_counter()
         integrator.step(1)
-        if k >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+        return time.perf_counter() - start
+
+    step.context = context  # keep the context alive with the function
+    return step
 
 
 def _ase_steps(model: Any, atoms: Any, trained: bool, warmup: int, steps: int, seed: int) -> list[float]:
@@ -246,14 +267,93 @@ def measure_openmm_isolated(
     return run_isolated(measure_openmm, _failed, kwargs)
 
 
+def measure_openmm_interleaved(
+    case: str, backends: Iterable[str], platform: str = "CPU", steps: int = 5, threads: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+) -> list[Record]:
+    """Every backend of ``backends`` on ``case`` in this process, one OpenMM context each, their
+    steps taken in turn (round k: one step of each context); one record per backend, as
+    :func:`measure_openmm` gives, with ``interleaved`` True.
+
+    A shared machine's speed drifts between processes and within one. Taking the steps in turn
+    exposes every backend to the same drift, so ratios between them are robust; absolute times
+    are those of several contexts sharing one process. The raw model (``.pt`` and, for the
+    ``-aoti`` backends, the same model written as a package) is timed first."""
+    from .. import pretrained, save
+    from ..deploy import load, redeploy
+    from ..model import build_model
+
+    backends = list(backends)
+    bad = [b for b in backends if b not in INTERLEAVE_BACKENDS]
+    if bad or not backends:
+        raise ValueError(f"interleaved timing takes OpenMM backends {INTERLEAVE_BACKENDS}, got {backends}")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    atoms = build_case(case)
+    if warmup is None:
+        warmup = 2 if len(atoms) <= SMALL_ATOMS else 1
+    trained = pretrained.available() and set(atoms.get_chemical_symbols()) <= set(pretrained.load().type_names)
+    with tempfile.TemporaryDirectory(prefix="allegro-bench-") as tmp:
+        path = pretrained.path() if trained else save(
+            build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32"), Path(tmp) / "model.pt")
+        paths = {False: path}
+        if any(b in AOTI_BACKENDS for b in backends):
+            paths[True] = redeploy(path, Path(tmp) / "model.pt2")
+        raw = {package: _raw_model_ms(load(p), atoms, raw_repeats) for package, p in paths.items()}
+        steppers = {}
+        for b in backends:
+            top, system, positions_nm = ml_topology_system(atoms)
+            steppers[b] = _openmm_stepper(system, top, paths[b in AOTI_BACKENDS], b.removesuffix("-aoti"), platform,
+                                          threads, trained, positions_nm, seed)
+        times: dict[str, list[float]] = {b: [] for b in backends}
+        for k in range(warmup + steps):
+            for b, step in steppers.items():
+                elapsed = step()
+                if k >= warmup:
+                    times[b].append(elapsed)
+    records = []
+    for b in backends:
+        raw_ms, raw_nl_ms = raw[b in AOTI_BACKENDS]
+        rec = _record(case, b, platform, steps, threads, len(atoms), times[b], raw_ms, raw_nl_ms, raw_repeats, warmup,
+                      seed, trained)
+        rec["interleaved"] = True
+        records.append(rec)
+    return records
+
+
+def _failed_interleaved(kwargs: dict[str, Any], error: str) -> list[Record]:
+    return [failed_openmm_record(kwargs["case"], b, kwargs["platform"], kwargs["steps"], error=error,
+                                 threads=kwargs["threads"]) for b in kwargs["backends"]]
+
+
+def measure_openmm_interleaved_isolated(
+    case: str, backends: Iterable[str], platform: str = "CPU", steps: int = 5, threads: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+) -> list[Record]:
+    """:func:`measure_openmm_interleaved` in a fresh spawned process."""
+    kwargs = dict(case=case, backends=list(backends), platform=platform, steps=steps, threads=threads, seed=seed,
+                  raw_repeats=raw_repeats, warmup=warmup)
+    return run_isolated(measure_openmm_interleaved, _failed_interleaved, kwargs)
+
+
 def run_openmm_bench(
     cases: Iterable[str] = OPENMM_CASES, backends: Iterable[str] = OPENMM_BACKENDS, platform: str = "CPU",
     steps: int = 5, threads: int | None = None, seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
-    isolate: bool = True, progress: bool = True,
+    isolate: bool = True, progress: bool = True, interleave: bool = False,
 ) -> list[Record]:
-    """Time every (case, backend), each in its own process if ``isolate``; one record per pair."""
+    """Time every (case, backend), each in its own process if ``isolate``; one record per pair.
+    With ``interleave``, all backends of a case share one process and take their steps in turn
+    (:func:`measure_openmm_interleaved`)."""
     from tqdm.auto import tqdm
 
+    if interleave:
+        measure_all = measure_openmm_interleaved_isolated if isolate else measure_openmm_interleaved
+        records = []
+        bar = tqdm(list(cases), desc="bench openmm (interleaved)", unit="case", disable=not progress)
+        for case in bar:
+            bar.set_postfix_str(case)
+            records.extend(measure_all(case, list(backends), platform, steps, threads, seed, raw_repeats, warmup))
+        return records
     jobs = [(c, b) for c in cases for b in backends]
     records: list[Record] = []
     bar = tqdm(jobs, desc="bench openmm", unit="run", disable=not progress)
@@ -288,6 +388,8 @@ def format_openmm_table(records: list[Record]) -> str:
         r = records[0]
         lines.insert(0, f"{IMPLEMENTATION} platform={r['platform']} preset={r['preset']} dtype={r['dtype']} "
                         f"threads={r['threads']} torch={r['torch_version']} dt={TIMESTEP_FS} fs "
-                        f"(ms/step: median of {r['steps']} steps; overhead = ms/step / raw model ms; "
+                        f"(ms/step: median of {r['steps']} steps"
+                        f"{', backends interleaved in one process' if r.get('interleaved') else ''}; "
+                        f"overhead = ms/step / raw model ms; "
                         f"model: {r.get('model')}, {r.get('dynamics')})")
     return "\n".join(lines)
