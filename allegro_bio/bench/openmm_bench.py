@@ -1,5 +1,6 @@
 """OpenMM throughput of ``AllegroForce``: MD steps of a whole-system-ML OpenMM System per case and
-backend, one fresh process per (case, backend), compared with the raw model in the same process.
+backend, one fresh process per (case, backend) (or, with ``interleave``, per case, the backends'
+steps taken in turn), compared with the raw model in the same process.
 
 Each record times ``steps`` MD steps (0.5 fs) after 1 warm-up step (2 for systems of at most
 :data:`SMALL_ATOMS` atoms): consecutive Langevin steps at 300 K with the packaged trained model,
