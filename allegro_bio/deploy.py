@@ -88,9 +88,9 @@ def save(
     the network and its force backward compiled to C++ kernels for this machine and the model's
     device, same metadata, 30–60 s to write on 2 cores (needs g++); measured 0.37–0.39× the
     TorchScript file's time per evaluation (small preset) and 0.66–0.80× (paper) on CPU. It
-    runs from Python (``load``, ASE, OpenMM's ``python`` backend) and in LAMMPS, not in
-    openmm-torch's ``TorchForce``, and holds kernels rather than trainable weights: keep the
-    ``.pt`` file too.
+    runs from Python (``load``, ASE, OpenMM's ``python`` backend), in openmm-torch's ``TorchForce``
+    (OpenMM's ``torch`` backend, through :mod:`allegro_bio.model.package_runner`) and in LAMMPS,
+    and holds kernels rather than trainable weights: keep the ``.pt`` file too.
 
     The file is written to a temporary name and renamed, so a failure never leaves a
     truncated model behind.

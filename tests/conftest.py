@@ -78,7 +78,7 @@ def model_files(tmp_path_factory, eager64, eager32):
     }
 
 
-FORMS = ["eager", "deployed", "calculator", "compiled", "package"]
+FORMS = ["eager", "deployed", "calculator", "compiled", "package", "torchscript-package"]
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +113,11 @@ def form(request, eager64, eager32, model_files, compiled_calculators, packages)
         model = compiled_calculators[dtype]
     elif kind == "package":
         model = allegro_bio.load(packages[dtype])
+    elif kind == "torchscript-package":  # as OpenMM's torch backend runs a package (TorchBind runner)
+        from allegro_bio.model.aoti import scripted_package
+
+        pkg = allegro_bio.load(packages[dtype])
+        model = scripted_package(pkg.path, pkg.module.config, pkg.module.max_edges_per_chunk)
     else:
         model = allegro_bio.AllegroCalculator(model_files[dtype])
     return evaluator(model), dtype

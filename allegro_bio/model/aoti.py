@@ -4,8 +4,9 @@ What is compiled is one chunk's ``(vec [P, 3] Å, edge_center [P], center_type [
 → (centre energies [C] eV float64, ∂E/∂vec [P, 3] eV/Å)``: the network forward *and* its force
 backward, unfolded by ``make_fx`` into one graph of ATen ops, exported with ``torch.export`` (P and C
 dynamic) and compiled by inductor into C++ loops and BLAS calls (AOTInductor). The neighbour
-filter, the chunking and the force/virial sums stay outside, in :class:`ChunkedPotential` (Python)
-or in the LAMMPS plugin (C++), so the package runs with no Python and no TorchScript.
+filter, the chunking and the force/virial sums stay outside: in :class:`ChunkedPotential` (Python,
+or TorchScript as :class:`PackagePotential` inside openmm-torch's ``TorchForce``) or in the LAMMPS
+plugin (C++, no Python and no TorchScript).
 
 Compared with the TorchScript file: fused kernels like ``compile=True``'s, with the forward and
 the force backward in one graph, and no compile at each process start (the package loads in
