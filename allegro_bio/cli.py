@@ -38,12 +38,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.source is not None:
         from allegro_bio.deploy import redeploy
 
-        path = redeploy(args.source, args.out)
+        path = redeploy(args.source, args.out, allow_tf32=None if args.tf32 is None else args.tf32 == "on")
         how = "compiled into an AOTInductor package" if path.suffix == ".pt2" else "in this version's network code"
         print(f"wrote {path}: the weights, config and training description of {args.source} {how}")
         return 0
     model = allegro_bio.build_model(args.preset, args.types, seed=args.seed, dtype=args.dtype, **_overrides(args.set))
-    path = allegro_bio.save(model, args.out, training_description=args.description)
+    path = allegro_bio.save(model, args.out, training_description=args.description, allow_tf32=args.tf32 == "on")
     print(f"wrote {path}  ({args.preset} preset, types {' '.join(model.type_names)}, {model.num_weights():,} weights, "
           f"{args.dtype}, seed {args.seed}; {args.description})")
     return 0
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deploy", help="write a deployed model file (from a preset, seeded and untrained; or --from an older file)")
     p.add_argument("out", help="output model file: model.pt (TorchScript: ASE, OpenMM, LAMMPS) or model.pt2 (AOTInductor "
-                   "package compiled for this machine, ~30-60 s, needs g++: ASE, OpenMM's python backend, LAMMPS; "
+                   "package compiled for this machine, ~30-60 s, needs g++: ASE, OpenMM, LAMMPS; "
                    "2.5x faster there on CPU)")
     p.add_argument("--preset", default="small", choices=available_presets())
     p.add_argument("--types", nargs="+", default=["H", "C", "N", "O", "S"], help="element symbols, in type order")
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help='override a config field (JSON value), e.g. --set r_max=5.0 --set \'per_edge_type_cutoff={"H": 3.0}\'')
     p.add_argument("--description", default="untrained (seeded initialisation)", help="training description metadata")
+    p.add_argument("--tf32", choices=["on", "off"], default=None,
+                   help="the file's allow_tf32 metadata: whether float32 matmuls may use TF32 on CUDA when it runs "
+                   "(ASE, OpenMM and LAMMPS apply it; default: off, or the --from file's setting)")
     p.add_argument("--from", dest="source", default=None, metavar="MODEL",
                    help="re-write the existing model file MODEL with this version's network code (same weights and "
                    "metadata; files from older versions then run at this version's speed), or compile it to a .pt2 "

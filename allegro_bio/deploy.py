@@ -10,7 +10,7 @@ Python (``torch.jit.load(path, _extra_files=...)``) and C++ (``torch::jit::load`
 ``num_types``              number of types
 ``model_dtype``            ``float32`` or ``float64``
 ``per_edge_type_cutoff``   T×T cutoffs (Å), centre-major, space separated
-``allow_tf32``             ``0``/``1``
+``allow_tf32``             ``0``/``1``: whether float32 CUDA matmuls may use TF32 (applied on load)
 ``zbl``                    ``0``/``1``
 ``units``                  ``eV Angstrom``
 ``allegro_bio_version``    package version that wrote the file
@@ -219,16 +219,17 @@ def to_eager(model: DeployedModel) -> AllegroPotential:
     return eager
 
 
-def redeploy(source: str | os.PathLike, destination: str | os.PathLike) -> Path:
+def redeploy(source: str | os.PathLike, destination: str | os.PathLike, allow_tf32: bool | None = None) -> Path:
     """Re-write model file ``source`` as ``destination`` with this version's network code: the same
     weights, config and training description, the current (faster) implementation. Outputs agree
-    with the old file to float rounding."""
+    with the old file to float rounding. ``allow_tf32`` replaces the file's setting (default: kept)."""
     from .model.potential import default_chunk
 
     old = load(source)
     eager = to_eager(old)
     eager.max_edges_per_chunk = default_chunk(eager.config)  # a speed setting: this version's default
-    return save(eager, destination, training_description=old.metadata[TRAINING], allow_tf32=old.allow_tf32)
+    tf32 = old.allow_tf32 if allow_tf32 is None else bool(allow_tf32)
+    return save(eager, destination, training_description=old.metadata[TRAINING], allow_tf32=tf32)
 
 
 def _frozen(module: torch.nn.Module) -> torch.nn.Module:
@@ -327,8 +328,10 @@ def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.
     Python callers: ASE, the MD runner).
 
     Every engine (ASE, OpenMM, MD, evaluation) gets its model here, so this is also where the
-    process is set up for repeated evaluations (:func:`allegro_bio.runtime.keep_freed_memory`)."""
-    from .runtime import keep_freed_memory
+    process is set up for repeated evaluations (:func:`allegro_bio.runtime.keep_freed_memory`) and
+    a model file's ``allow_tf32`` metadata is applied (:func:`allegro_bio.runtime.set_tf32`:
+    process-wide, CUDA matmuls only; nequip's deployed models do the same)."""
+    from .runtime import keep_freed_memory, set_tf32
 
     keep_freed_memory()
     if model is None:
@@ -344,6 +347,8 @@ def as_model(model: Any, device: str | torch.device = "cpu", dtype: str | torch.
     else:
         raise TypeError(f"expected a model file path, packaged model name, DeployedModel or AllegroPotential, got "
                         f"{type(model).__name__}")
+    if isinstance(model, DeployedModel):
+        set_tf32(model.allow_tf32)
     if dtype is not None:
         dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
         if isinstance(model, DeployedModel):

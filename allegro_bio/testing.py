@@ -48,7 +48,8 @@ def evaluator(model_or_calc, stress: bool = True) -> Evaluator:
 
     def from_model(atoms: Atoms) -> Evaluation:
         want = stress and bool(atoms.pbc.all())
-        r = evaluate(model_or_calc, atoms.positions, atoms.numbers, np.asarray(atoms.cell), atoms.pbc, want)
+        r = evaluate(model_or_calc, atoms.positions, atoms.numbers, np.asarray(atoms.cell), atoms.pbc, want,
+                     device=model_or_calc.cutoff_matrix.device)
         s = None
         if want:
             w = -r.virial / atoms.get_volume()

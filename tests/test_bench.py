@@ -37,7 +37,7 @@ def test_bench_cli_water192(tmp_path, capsys):
     (rec,) = json.loads(out.read_text())
     assert KEYS <= rec.keys()
     assert (rec["implementation"], rec["preset"], rec["case"], rec["status"]) == ("allegro_bio", "small", "water192", "ok")
-    assert (rec["dtype"], rec["device"], rec["threads"]) == ("float32", "cpu", 1)
+    assert (rec["dtype"], rec["device"], rec["threads"], rec["tf32"]) == ("float32", "cpu", 1, False)
     assert rec["n_atoms"] == 192
     assert rec["n_pairs_rmax"] == 5180  # documented for the shipped box at 4.0 Å
     assert 0 < rec["n_pairs"] <= rec["n_pairs_rmax"]
@@ -151,6 +151,19 @@ def test_per_pair_cutoff_count_matches_ase():
     i, j, d = neighbor_list("ijd", atoms, 4.0)
     assert len(i) == 5180
     assert n == int(np.count_nonzero(d < rc[types[i], types[j]])) < 5180
+
+
+def test_tf32_needs_cuda(capsys):
+    """--tf32 on is a CUDA matmul mode: refused on the CPU (exit 2), and by measure_case too."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--cases", "water192", "--tf32", "on"])
+    assert args.func(args) == 2
+    assert "--device cuda" in capsys.readouterr().out
+    args = parser.parse_args(["bench", "--openmm", "--tf32", "on"])
+    assert args.func(args) == 2
+    (rec,) = measure_case_isolated("water192", repeats=1, tf32=True)
+    assert rec["status"] == "failed" and "device='cuda'" in rec["error"] and rec["tf32"] is True
 
 
 def test_failed_case_is_reported():

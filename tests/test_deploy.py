@@ -143,6 +143,30 @@ def test_redeploy_keeps_weights_and_metadata(eager64, model_files, tmp_path, cap
     assert "wrote" in capsys.readouterr().out
 
 
+def test_tf32_metadata_is_written_kept_and_applied(model_files, tmp_path):
+    """`deploy --tf32 on` writes allow_tf32=1; `--from` keeps a file's setting unless told; every
+    engine's loader (as_model) sets the process's CUDA TF32 flags from the file (as nequip does),
+    which only CUDA matmuls read, so this runs on any machine."""
+    from allegro_bio.cli import main
+    from allegro_bio.deploy import as_model
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        on = tmp_path / "tf32.pt"
+        assert main(["deploy", str(on), "--tf32", "on"]) == 0
+        assert allegro_bio.load(on).metadata["allow_tf32"] == "1"
+        kept, off = tmp_path / "kept.pt", tmp_path / "off.pt"
+        assert main(["deploy", "--from", str(on), str(kept)]) == 0
+        assert main(["deploy", "--from", str(on), str(off), "--tf32", "off"]) == 0
+        assert allegro_bio.load(kept).allow_tf32 and not allegro_bio.load(off).allow_tf32
+        as_model(str(on))
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        as_model(str(model_files["float32"]))  # written with the default: TF32 off
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def test_redeploy_drops_constants_older_code_stored(tmp_path):
     """A file from an older network version may hold derived buffers this version no longer keeps
     (e.g. the removed sparse product's indices, as in the packaged model): they are dropped. An

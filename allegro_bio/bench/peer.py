@@ -102,15 +102,17 @@ def _keep_default_dtype() -> Iterator[None]:
         torch.set_default_dtype(dtype)
 
 
-def build_peer(config: AllegroConfig, seed: int = 0, form: str = "eager", device: str = "cpu") -> torch.nn.Module:
-    """The reference ``AllegroModel`` for ``config`` in ``form`` (``"eager"`` or ``"torchscript"``)."""
+def build_peer(config: AllegroConfig, seed: int = 0, form: str = "eager", device: str = "cpu",
+               tf32: bool = False) -> torch.nn.Module:
+    """The reference ``AllegroModel`` for ``config`` in ``form`` (``"eager"`` or ``"torchscript"``).
+    nequip sets TF32 for the process when it builds a model: ``tf32`` (CUDA) keeps it as ours runs."""
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
     with _keep_default_dtype():
         from allegro.model import AllegroModel
         from nequip.utils.global_state import set_global_state
 
-        set_global_state(allow_tf32=False)
+        set_global_state(allow_tf32=bool(tf32))
         model = AllegroModel(**peer_model_kwargs(config, seed)).to(device).eval()
         if form == "torchscript":
             from e3nn.util.jit import script

@@ -18,7 +18,7 @@ import torch
 
 from ..model import build_from_config, preset_config
 from ..neighbors import Graph, build_graph, type_indices
-from .cases import CASE_NAMES, build_case
+from .cases import DEFAULT_CASES, build_case
 
 #: Species of the benchmarked model, in type order (factor IX brings Ca²⁺ and Cl⁻).
 TYPE_NAMES: list[str] = ["H", "C", "N", "O", "S", "Ca", "Cl"]
@@ -59,16 +59,18 @@ def count_pairs(positions: np.ndarray, types: np.ndarray, graph: Graph, cutoff_m
     return int(np.count_nonzero(d2 < rc * rc))
 
 
-def _base(case: str, preset: str, dtype: str, device: str, threads: int | None = None) -> Record:
+def _base(case: str, preset: str, dtype: str, device: str, threads: int | None = None, tf32: bool = False) -> Record:
     return {
         "implementation": IMPLEMENTATION, "form": "eager", "preset": preset, "case": case, "dtype": dtype,
-        "device": device, "torch_version": torch.__version__, "threads": threads or torch.get_num_threads(),
+        "device": device, "tf32": bool(tf32), "torch_version": torch.__version__,
+        "threads": threads or torch.get_num_threads(),
     }
 
 
-def failed_record(case: str, preset: str, dtype: str, device: str, error: str, threads: int | None = None) -> Record:
+def failed_record(case: str, preset: str, dtype: str, device: str, error: str, threads: int | None = None,
+                  tf32: bool = False) -> Record:
     """A record for a case that did not finish: measurements are ``None``, ``status`` is ``"failed"``."""
-    rec = _base(case, preset, dtype, device, threads)
+    rec = _base(case, preset, dtype, device, threads, tf32)
     keys = ("n_atoms", "n_pairs", "n_pairs_rmax", "median_ms", "atom_steps_per_s", "pairs_per_s", "nl_ms", "peak_rss_mb")
     rec.update(dict.fromkeys(keys), status="failed", error=error)
     return rec
@@ -84,13 +86,23 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def evaluation_memory_mb(evaluate: Callable[[], Any]) -> float | None:
-    """Peak resident memory (MB) one call of ``evaluate`` adds to the process (None if not measurable).
+def evaluation_memory_mb(evaluate: Callable[[], Any], device: str | torch.device = "cpu") -> float | None:
+    """Peak memory (MB) one call of ``evaluate`` adds (None if not measurable): resident memory of
+    the process on the CPU, memory allocated by torch on a CUDA ``device``.
 
-    Exact after :func:`allegro_bio.runtime.mmap_large_allocations` (large arrays are mapped and
-    unmapped, so RSS follows them); after :func:`allegro_bio.runtime.keep_freed_memory` a call
-    reuses freed heap memory instead of adding to the peak, and the figure is a lower bound.
+    On the CPU it is exact after :func:`allegro_bio.runtime.mmap_large_allocations` (large arrays
+    are mapped and unmapped, so RSS follows them); after
+    :func:`allegro_bio.runtime.keep_freed_memory` a call reuses freed heap memory instead of adding
+    to the peak, and the figure is a lower bound. On CUDA it is always exact (torch's allocator
+    counts its live blocks).
     """
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        evaluate()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     before = _status_mb("VmRSS:")
     if before is None or not _reset_peak_rss():
         return None
@@ -110,7 +122,7 @@ class _Timed:
 def measure_case(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
     threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
-    chunk: int | None = None,
+    chunk: int | None = None, tf32: bool = False,
 ) -> list[Record]:
     """Benchmark one case in this process; one record per implementation and form.
 
@@ -125,7 +137,8 @@ def measure_case(
     :func:`~allegro_bio.runtime.keep_freed_memory`, 1 warm-up round (2 with TorchScript) and ``repeats`` timed
     rounds, the implementations taking turns within each round so that load changes on a
     shared machine hit all of them alike. Autograd forces, no virial, unless ``peer`` (the
-    reference always computes the stress of a periodic cell, so then ours does too).
+    reference always computes the stress of a periodic cell, so then ours does too). ``tf32``
+    (CUDA only) lets float32 matmuls of every implementation, and the matmul peak, use TF32.
     """
     from ..runtime import keep_freed_memory, mmap_large_allocations
     from .flops import flops_per_pair, matmul_peak_flops
@@ -133,6 +146,12 @@ def measure_case(
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if torch.device(device).type == "cuda":
+        from ..runtime import set_tf32
+
+        set_tf32(tf32)  # the peer is built with the same setting (peer.build_peer)
+    elif tf32:
+        raise ValueError("tf32 is a mode of CUDA matmuls: it needs device='cuda'")
     precise_memory = mmap_large_allocations()  # until keep_freed_memory below: RSS follows live arrays
     atoms = build_case(case)
     config = preset_config(preset, TYPE_NAMES, dtype=dtype)
@@ -179,7 +198,7 @@ def measure_case(
 
         data = peer_inputs(atoms, config, device)
         for form in FORMS:
-            net = build_peer(config, seed=seed, form=form, device=device)
+            net = build_peer(config, seed=seed, form=form, device=device, tf32=tf32)
             timed.append(_Timed(PEER_IMPLEMENTATION, form, peer_evaluator(net, data), int(data["edge_index"].shape[1]),
                                 {"num_weights": sum(p.numel() for p in net.parameters()), "peer_version": peer_version()}))
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
@@ -193,7 +212,7 @@ def measure_case(
         return time.perf_counter() - start
 
     for t in timed:  # first call: memory it adds, with the default malloc (also a warm-up)
-        t.eval_mb = evaluation_memory_mb(lambda t=t: run(t))
+        t.eval_mb = evaluation_memory_mb(lambda t=t: run(t), device)
     keep_freed_memory()
     scripted = peer or any(t.form == "torchscript" for t in timed)
     for _ in range(2 if scripted else 1):  # TorchScript's profiling executor optimises on its second call
@@ -208,7 +227,7 @@ def measure_case(
     records = []
     for t in timed:
         median_s = statistics.median(t.times)
-        rec = _base(case, preset, dtype, device)
+        rec = _base(case, preset, dtype, device, tf32=tf32)
         rec.update(
             implementation=t.implementation, form=t.form, n_atoms=n, n_pairs=t.n_pairs,
             median_ms=1e3 * median_s, atom_steps_per_s=n / median_s, pairs_per_s=t.n_pairs / median_s,
@@ -294,24 +313,24 @@ def run_isolated(measure: Callable[..., Any], failed: Callable[[dict[str, Any], 
 
 def _failed(kwargs: dict[str, Any], error: str) -> list[Record]:
     keys = ("case", "preset", "dtype", "device")
-    return [failed_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"])]
+    return [failed_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"], tf32=kwargs.get("tf32", False))]
 
 
 def measure_case_isolated(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
     threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
-    chunk: int | None = None,
+    chunk: int | None = None, tf32: bool = False,
 ) -> list[Record]:
     """:func:`measure_case` in a fresh spawned process (see :func:`run_isolated`)."""
     kwargs = dict(case=case, preset=preset, dtype=dtype, device=device, repeats=repeats, threads=threads, seed=seed,
-                  peer=peer, forms=tuple(forms), chunk=chunk)
+                  peer=peer, forms=tuple(forms), chunk=chunk, tf32=tf32)
     return run_isolated(measure_case, _failed, kwargs)
 
 
 def run_bench(
-    preset: str = "small", cases: Iterable[str] = CASE_NAMES, dtype: str = "float32", device: str = "cpu",
+    preset: str = "small", cases: Iterable[str] = DEFAULT_CASES, dtype: str = "float32", device: str = "cpu",
     repeats: int = 5, threads: int | None = None, seed: int = 0, isolate: bool = True, progress: bool = True,
-    peer: bool = False, forms: Iterable[str] = ("eager",), chunk: int | None = None,
+    peer: bool = False, forms: Iterable[str] = ("eager",), chunk: int | None = None, tf32: bool = False,
 ) -> list[Record]:
     """Benchmark ``cases`` one after another (each in its own process if ``isolate``); records of
     every case, implementation and form (see :func:`measure_case`)."""
@@ -322,7 +341,7 @@ def run_bench(
     for case in bar:
         bar.set_postfix_str(case)
         measure = measure_case_isolated if isolate else measure_case
-        records.extend(measure(case, preset, dtype, device, repeats, threads, seed, peer, tuple(forms), chunk))
+        records.extend(measure(case, preset, dtype, device, repeats, threads, seed, peer, tuple(forms), chunk, tf32))
     return records
 
 
@@ -352,7 +371,8 @@ def format_table(records: list[Record]) -> str:
     ok = [r for r in records if r["status"] == "ok"]
     if records:
         r = records[0]
-        lines.insert(0, f"preset={r['preset']} dtype={r['dtype']} device={r['device']} threads={r['threads']} "
+        tf32 = " tf32=on" if r.get("tf32") else ""
+        lines.insert(0, f"preset={r['preset']} dtype={r['dtype']} device={r['device']}{tf32} threads={r['threads']} "
                         f"torch={r['torch_version']}")
     if ok and ok[0].get("matmul_peak_flops"):
         lines.append(f"dense float matmul peak here: {ok[0]['matmul_peak_flops'] / 1e9:.0f} GFLOP/s; "

@@ -95,9 +95,15 @@ def _no_duck_shapes() -> Iterator[None]:
 
 def example_chunk(model: ChunkedPotential, num_pairs: int = 97, num_centers: int = 11, seed: int = 0):
     """Synthetic chunk inputs for tracing: float64 pair vectors of 0.9–3.5 Å (as the chunk driver
-    passes them; the network casts to its dtype inside the graph), every type present."""
+    passes them; the network casts to its dtype inside the graph), every type present, on the
+    model's device (the package is compiled for the device of its example inputs)."""
+    tensors = _example_chunk_cpu(len(model.type_names), num_pairs, num_centers, seed)
+    device = model.cutoff_matrix.device
+    return tuple(t.to(device) for t in tensors)
+
+
+def _example_chunk_cpu(t: int, num_pairs: int, num_centers: int, seed: int):
     gen = torch.Generator().manual_seed(seed)
-    t = len(model.type_names)
     direction = torch.nn.functional.normalize(torch.randn(num_pairs, 3, generator=gen, dtype=torch.float64), dim=1)
     length = 0.9 + 2.6 * torch.rand(num_pairs, 1, generator=gen, dtype=torch.float64)
     vec = direction * length
@@ -133,7 +139,7 @@ def export_package(model: AllegroPotential, path: str | os.PathLike, metadata: d
 
     from .compiled import _cpp_compiler
 
-    if model.cutoff_matrix.device.type == "cpu" and not _cpp_compiler():
+    if not _cpp_compiler():  # the kernels (CPU) or the wrapper around them (CUDA) are C++
         raise RuntimeError("writing an AOTInductor package needs a C++ compiler (g++ or clang++ on PATH, or $CXX); "
                            "none was found. Install one (Debian: apt install g++) or save a TorchScript file (.pt).")
     path = Path(path)

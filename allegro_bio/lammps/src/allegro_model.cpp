@@ -3,6 +3,7 @@
 
 #include "allegro_model.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
@@ -23,7 +24,7 @@ namespace {
 
 const char *const kMetadataKeys[] = {"r_max",      "type_names", "num_types",         "model_dtype",
                                      "per_edge_type_cutoff", "units", "format_version",
-                                     "allegro_bio_version", "max_edges_per_chunk"};
+                                     "allegro_bio_version", "max_edges_per_chunk", "allow_tf32"};
 
 // The AOTInductor package's step is compiled for at least this many pairs and centres
 // (allegro_bio.model.aoti.MIN_PAIRS / MIN_CENTERS); smaller chunks are padded with pairs beyond
@@ -288,6 +289,13 @@ std::unique_ptr<AllegroModel> AllegroModel::load(const std::string &path, const 
   info.model_dtype = extra["model_dtype"];
   if (info.model_dtype != "float32" && info.model_dtype != "float64")
     throw std::runtime_error("'" + path + "': unknown model_dtype '" + info.model_dtype + "'");
+  info.allow_tf32 = extra["allow_tf32"] == "1";
+  // as allegro_bio.runtime.set_tf32 on load in Python: the file says whether its float32
+  // matmuls may use TF32 tensor cores on CUDA (process-wide in libtorch; nothing on the CPU)
+  if (model->impl_->device.is_cuda()) {
+    at::globalContext().setAllowTF32CuBLAS(info.allow_tf32);
+    at::globalContext().setAllowTF32CuDNN(info.allow_tf32);
+  }
   info.units = extra["units"];
   if (!info.units.empty() && info.units != "eV Angstrom")
     throw std::runtime_error("'" + path + "': model units '" + info.units +

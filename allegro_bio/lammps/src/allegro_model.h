@@ -34,6 +34,7 @@ struct ModelInfo {
   std::string units;                      // "eV Angstrom"
   std::string package_version;            // allegro_bio version that wrote the file
   int format_version = 0;
+  bool allow_tf32 = false;                // TF32 matmuls on CUDA (set for the process on load)
   int num_types() const { return static_cast<int>(type_names.size()); }
 };
 

@@ -177,10 +177,11 @@ void PairAllegro::coeff(int narg, char **arg)
     for (int itype = 1; itype <= ntypes; itype++)
       mapping += fmt::format(" {}->{}", itype, type_map[itype] >= 0 ? info.type_names[type_map[itype]] : "NULL");
     utils::logmesg(lmp,
-                   "pair_style allegro: model {} ({}allegro_bio {}, format {}, {}, r_max {} A, "
+                   "pair_style allegro: model {} ({}allegro_bio {}, format {}, {}{}, r_max {} A, "
                    "species {}), torch device {}, {} thread(s) per rank{}; atom types{}\n",
                    model_path, model->is_package() ? "AOTInductor package, " : "TorchScript, ",
                    info.package_version, info.format_version, info.model_dtype,
+                   info.allow_tf32 ? " (TF32 on CUDA)" : "",
                    info.r_max, known, model->device_string(),
                    allegro_bio::AllegroModel::get_num_threads(),
                    padding ? (model->has_padded_entry() ? ", padded buffers (compute_padded)"

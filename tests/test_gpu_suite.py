@@ -1,0 +1,45 @@
+"""The prepared GPU checks (allegro_bio.bench.gpu_suite): budget, records and the case cache, on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from allegro_bio.bench import cases, gpu_suite
+
+
+def test_suite_keeps_to_its_budget_and_records_every_step(tmp_path):
+    """With 1 s of budget only the free step runs; every other step is recorded as skipped, and a
+    failing step is recorded without stopping the suite."""
+    records = gpu_suite.run(tmp_path, budget_s=1.0, device="cpu", quick=True)
+    steps = {r["step"]: r.get("status") for r in records if "step" in r and "status" in r}
+    assert steps["environment"] == "ok"
+    assert steps["physics"] == "skipped" and steps["small-aoti"] == "skipped"
+    env = next(r for r in records if r["step"] == "environment" and "torch" in r)
+    assert env["python"] and env["torch"]
+    saved = json.loads((tmp_path / "gpu_suite.json").read_text())
+    assert len(saved) == len(records) and (tmp_path / "gpu_suite.txt").read_text().startswith("== environment")
+
+    suite = gpu_suite.Suite(tmp_path / "s", 60.0, "cpu")
+    suite.step("boom", 0, lambda: 1 / 0)
+    suite.step("after", 0, lambda: None)
+    assert [r["status"].split(":")[0] for r in suite.records] == ["failed", "ok"]
+    assert "ZeroDivisionError" in suite.records[0]["status"]
+
+
+def test_case_cache_round_trip(tmp_path, monkeypatch):
+    """Cases written by save_case_cache are read back by build_case from $ALLEGRO_BIO_BENCH_CASES
+    (how a GPU machine without openmm gets DHFR)."""
+    (path,) = cases.save_case_cache(["water192"], tmp_path)
+    built = cases.build_case("water192")
+    data = dict(np.load(path))
+    data["positions"] = data["positions"] + 0.25  # mark the cached copy
+    np.savez(path, **data)
+    monkeypatch.setenv(cases.CACHE_ENV, str(tmp_path))
+    cached = cases.build_case("water192")
+    np.testing.assert_allclose(cached.positions, built.positions + 0.25)
+    assert (cached.numbers == built.numbers).all() and np.allclose(cached.cell.array, built.cell.array)
+    assert cached.pbc.all()
+    assert "water1032192" in cases.CASE_NAMES and "water1032192" not in cases.DEFAULT_CASES
+    assert cases.N_ATOMS["water1032192"] == 192 * 16 * 16 * 21
