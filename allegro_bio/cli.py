@@ -33,16 +33,23 @@ def _overrides(pairs: list[str]) -> dict[str, Any]:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Build a seeded (untrained) model from a preset and write the deployed file."""
+    import torch
+
     import allegro_bio
 
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"error: --device {args.device} requested but torch sees no CUDA device")
+        return 2
     if args.source is not None:
         from allegro_bio.deploy import redeploy
 
-        path = redeploy(args.source, args.out, allow_tf32=None if args.tf32 is None else args.tf32 == "on")
+        path = redeploy(args.source, args.out, allow_tf32=None if args.tf32 is None else args.tf32 == "on",
+                        device=args.device)
         how = "compiled into an AOTInductor package" if path.suffix == ".pt2" else "in this version's network code"
         print(f"wrote {path}: the weights, config and training description of {args.source} {how}")
         return 0
-    model = allegro_bio.build_model(args.preset, args.types, seed=args.seed, dtype=args.dtype, **_overrides(args.set))
+    model = allegro_bio.build_model(args.preset, args.types, seed=args.seed, dtype=args.dtype,
+                                    **_overrides(args.set)).to(args.device)
     path = allegro_bio.save(model, args.out, training_description=args.description, allow_tf32=args.tf32 == "on")
     print(f"wrote {path}  ({args.preset} preset, types {' '.join(model.type_names)}, {model.num_weights():,} weights, "
           f"{args.dtype}, seed {args.seed}; {args.description})")
@@ -140,10 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tf32", choices=["on", "off"], default=None,
                    help="the file's allow_tf32 metadata: whether float32 matmuls may use TF32 on CUDA when it runs "
                    "(ASE, OpenMM and LAMMPS apply it; default: off, or the --from file's setting)")
+    p.add_argument("--device", default="cpu",
+                   help="device a .pt2 package is compiled for, e.g. cuda (default: cpu; a .pt file runs anywhere)")
     p.add_argument("--from", dest="source", default=None, metavar="MODEL",
                    help="re-write the existing model file MODEL with this version's network code (same weights and "
                    "metadata; files from older versions then run at this version's speed), or compile it to a .pt2 "
-                   "package; the other options are ignored")
+                   "package; only --tf32 and --device apply with it")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("quickstart", help="evaluate a water box with the packaged model (ASE) and run a short NVE check")

@@ -219,15 +219,18 @@ def to_eager(model: DeployedModel) -> AllegroPotential:
     return eager
 
 
-def redeploy(source: str | os.PathLike, destination: str | os.PathLike, allow_tf32: bool | None = None) -> Path:
+def redeploy(source: str | os.PathLike, destination: str | os.PathLike, allow_tf32: bool | None = None,
+             device: str | torch.device = "cpu") -> Path:
     """Re-write model file ``source`` as ``destination`` with this version's network code: the same
     weights, config and training description, the current (faster) implementation. Outputs agree
-    with the old file to float rounding. ``allow_tf32`` replaces the file's setting (default: kept)."""
+    with the old file to float rounding. ``allow_tf32`` replaces the file's setting (default: kept).
+    A package (``.pt2``) is compiled for ``device`` (e.g. ``"cuda"``: where it will run)."""
     from .model.potential import default_chunk
 
     old = load(source)
     eager = to_eager(old)
     eager.max_edges_per_chunk = default_chunk(eager.config)  # a speed setting: this version's default
+    eager = eager.to(device)
     tf32 = old.allow_tf32 if allow_tf32 is None else bool(allow_tf32)
     return save(eager, destination, training_description=old.metadata[TRAINING], allow_tf32=tf32)
 

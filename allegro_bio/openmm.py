@@ -29,14 +29,24 @@ _PRECISIONS = {None: None, "float32": "float32", "single": "float32", "float64":
 
 
 def _import_openmm():
+    """``openmm``, imported after torch, with openmm-torch's plugins loaded where it is installed."""
     try:
         import torch  # noqa: F401  (loads the CUDA runtime libraries openmm-torch's plugins link)
         import openmm
-        import openmmtorch  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - openmm and openmmtorch are dependencies
-        raise ImportError("AllegroForce needs OpenMM and openmm-torch: pip install openmm openmmtorch") from exc
-    _reload_failed_torch_plugins(openmm)
+    except ImportError as exc:  # pragma: no cover - openmm is a dependency
+        raise ImportError("AllegroForce needs OpenMM: pip install openmm") from exc
+    if _openmm_torch_available():
+        _reload_failed_torch_plugins(openmm)
     return openmm
+
+
+def _openmm_torch_available() -> bool:
+    """Whether openmm-torch (the ``torch`` backend's ``TorchForce``) can be imported."""
+    try:
+        import openmmtorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _reload_failed_torch_plugins(openmm) -> None:
@@ -107,17 +117,24 @@ def _check_box(box_nm: np.ndarray, r_max: float) -> None:
         )
 
 
-def _resolve_model(model: Any, precision: str | None):
-    """The model (a loaded file or an eager potential), cast to ``precision`` when given."""
+def _resolve_model(model: Any, precision: str | None, device: str = "cpu"):
+    """The model (a loaded file or an eager potential) on ``device``, cast to ``precision`` when given."""
+    import torch
+
     if precision not in _PRECISIONS:
         raise AllegroError(f"precision must be one of None, 'float32', 'float64' (or 'single', 'double'); got {precision!r}")
-    dtype = _PRECISIONS[precision]
-    return as_model(model, dtype=dtype)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise AllegroError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1'; got {device!r}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise AllegroError(f"device {device!r} requested but torch sees no CUDA device")
+    return as_model(model, device=dev, dtype=_PRECISIONS[precision])
 
 
 def AllegroForce(
     model: Any, topology, atoms: Iterable[int] | None = None, backend: str = "auto", precision: str | None = None,
-    force_group: int | None = None, skin: float | None = None,
+    force_group: int | None = None, skin: float | None = None, device: str = "cpu",
 ):
     """An ``openmm.Force`` computing Allegro energies and forces for ``topology``'s atoms.
 
@@ -135,7 +152,8 @@ def AllegroForce(
     backend
         ``"torch"`` (openmm-torch ``TorchForce``: TorchScript module with its own O(N) neighbour
         list, no Python per step), ``"python"`` (OpenMM ``PythonForce`` calling the model) or
-        ``"auto"`` (the torch backend: no Python per step, Verlet list; logged). An AOTInductor
+        ``"auto"`` (the torch backend: no Python per step, Verlet list; logged; the python backend,
+        with a warning, where openmm-torch cannot be imported). An AOTInductor
         package (``model.pt2``) runs with both: the torch backend calls it through a small TorchBind
         runner compiled once per machine (~15 s, needs g++; ``"auto"`` falls back to ``"python"``
         without a compiler). Small preset, 1,536 waters, CPU: 124 ms per step against 329 ms with
@@ -149,21 +167,34 @@ def AllegroForce(
         :data:`~allegro_bio.openmm_module.DEFAULT_SKIN`, 1 Å): the cell-list search runs only
         when an atom has moved skin/2 or the box changed; 0 searches every step. Results are
         the same either way.
+    device
+        Torch device the model runs on (``"cpu"``, ``"cuda"``, ``"cuda:1"``). The ``python``
+        backend evaluates there, whatever OpenMM's platform, copying positions in and forces out
+        each step. The ``torch`` backend runs on the OpenMM platform's device (openmm-torch moves
+        the module there); for it ``device`` only says where an AOTInductor package is loaded,
+        which must be the device it was compiled for and the platform's.
 
     Returns an ``openmm.Force``; energy in kJ/mol. Errors (unknown elements with atom indices, a
-    box smaller than 2 × r_max, bad atom indices, bad precision) are raised here, before any step.
+    box smaller than 2 × r_max, bad atom indices, bad precision or device) are raised here, before
+    any step.
     """
     _import_openmm()
     if backend not in BACKENDS:
         raise AllegroError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    resolved = _resolve_model(model, precision)
+    if backend == "torch" and not _openmm_torch_available():
+        raise AllegroError("backend 'torch' needs openmm-torch (pip install openmmtorch), which cannot be imported; "
+                           "use backend='python'")
+    resolved = _resolve_model(model, precision, device)
     idx = _ml_atoms(topology, atoms)
     types = _types(topology, idx, resolved.type_names)
     box = _box_nm(topology)
     if box is not None:
         _check_box(box, resolved.r_max)
     auto = backend == "auto"
-    if auto:
+    if auto and not _openmm_torch_available():
+        log.warning("AllegroForce: openmm-torch cannot be imported; using backend 'python'")
+        backend = "python"
+    elif auto:
         backend = "torch"
         log.info("AllegroForce: backend 'torch' chosen: no Python per step and a Verlet neighbour list; on CPU it "
                  "measured 1.04-1.09x the raw model's time per step (water 1,536 and 6,144 atoms, DHFR; "
@@ -241,6 +272,7 @@ class PythonComputation:
         self.periodic = bool(periodic)
         self.subset = not np.array_equal(self.idx, np.arange(self.n_total))
         self.neighbors = VerletList(model.r_max, skin)
+        self.device = str(model.cutoff_matrix.device)  # where the model runs (positions in, forces out)
 
     def __call__(self, state):
         from openmm import unit
@@ -254,7 +286,8 @@ class PythonComputation:
             pbc = np.ones(3, dtype=bool)
         else:
             cell, pbc = np.zeros((3, 3)), np.zeros(3, dtype=bool)
-        r = evaluate_types(self.model, pos, self.types, cell, pbc, compute_virial=False, graph=self.neighbors(pos, cell, pbc))
+        r = evaluate_types(self.model, pos, self.types, cell, pbc, compute_virial=False, device=self.device,
+                           graph=self.neighbors(pos, cell, pbc))
         forces = r.forces * EV_PER_A_TO_KJ_PER_MOL_NM
         if self.subset:
             full = np.zeros((self.n_total, 3))
@@ -274,7 +307,7 @@ class PythonComputation:
     def __setstate__(self, state: dict[str, Any]) -> None:
         path, dtype = state.pop("model")
         self.__dict__.update(state)
-        self.model = as_model(path, dtype=dtype)
+        self.model = as_model(path, device=state.get("device", "cpu"), dtype=dtype)
 
 
 def _python_force(model, types: np.ndarray, idx: np.ndarray, n_total: int, periodic: bool, skin: float):
@@ -293,7 +326,7 @@ def _python_force(model, types: np.ndarray, idx: np.ndarray, n_total: int, perio
 
 def create_mixed_system(
     topology, mm_system, ml_atoms: Iterable[int], model: Any, interpolate: bool = False, backend: str = "auto",
-    precision: str | None = None,
+    precision: str | None = None, device: str = "cpu",
 ):
     """A copy of ``mm_system`` where ``ml_atoms`` are described by Allegro.
 
@@ -302,6 +335,7 @@ def create_mixed_system(
     ``interpolate=True`` a global parameter ``lambda_interpolate`` (1 = ML, 0 = MM) switches the
     ML-region energy between Allegro and the removed MM terms; the ML term then uses the
     ``python`` backend and ``model`` should be a file path (``CustomCVForce`` copies its forces).
+    ``backend``, ``precision`` and ``device`` are :func:`AllegroForce`'s.
     """
     openmm = _import_openmm()
     ml = set(int(i) for i in _ml_atoms(topology, ml_atoms))
@@ -317,7 +351,7 @@ def create_mixed_system(
         # PyPI openmmtorch 1.5 / OpenMM 8.6 wheels (docs/known-issues.md), so the ML term runs as a PythonForce.
         log.info("create_mixed_system(interpolate=True): using the 'python' backend inside CustomCVForce")
         backend = "python"
-    ml_force = AllegroForce(model, topology, sorted(ml), backend=backend, precision=precision)
+    ml_force = AllegroForce(model, topology, sorted(ml), backend=backend, precision=precision, device=device)
     if not interpolate:
         system.addForce(ml_force)
         return system

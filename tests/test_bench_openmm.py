@@ -87,3 +87,17 @@ def test_interleaved_backends_share_one_process(tmp_path, capsys):
                                                               steps=1, raw_repeats=1)
     assert [(r["backend"], r["status"]) for r in failed] == [("torch", "failed"), ("python", "failed")]
     assert "NoSuchPlatform" in failed[0]["error"]
+
+
+def test_device_option(capsys):
+    """--device applies to the python and ASE backends (the torch backends run on the platform's device):
+    torch backends with a GPU device are refused, records carry the device."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["bench", "--openmm", "--device", "cuda", "--backends", "torch", "python"])
+    assert args.func(args) == 2
+    assert "platform's device" in capsys.readouterr().out
+    rec = measure_openmm_isolated("water192", backend="torch-aoti", steps=1, raw_repeats=1, device="cuda")
+    assert rec["status"] == "failed" and "device 'cpu'" in rec["error"] and rec["device"] == "cuda"
+    rec = openmm_bench.measure_openmm("water192", backend="python", steps=1, raw_repeats=1, warmup=1, device="cpu")
+    assert rec["status"] == "ok" and rec["device"] == "cpu"

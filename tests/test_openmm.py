@@ -333,6 +333,29 @@ def test_bad_input_is_refused_before_the_first_step(model64):
         allegro_bio.AllegroForce(model64, top, precision="half")
     with pytest.raises(AllegroError, match="backend"):
         allegro_bio.AllegroForce(model64, top, backend="jax")
+    with pytest.raises(AllegroError, match="torch device .* got 'gpu0'"):
+        allegro_bio.AllegroForce(model64, top, device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(AllegroError, match="'cuda' requested but torch sees no CUDA device"):
+            allegro_bio.AllegroForce(model64, top, backend="python", device="cuda")
+
+
+def test_python_backend_device_option_and_no_openmm_torch(model64, monkeypatch):
+    """device= is where the python backend evaluates (kept through XML); without openmm-torch,
+    'auto' takes the python backend and 'torch' names the missing package."""
+    import sys
+
+    top, pos = water_topology(water64())
+    force = allegro_bio.AllegroForce(model64, top, backend="python", device="cpu")
+    clone = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(ml_system(top, force)))
+    ref = energy_forces(ml_system(top, allegro_bio.AllegroForce(model64, top, backend="torch")), pos)
+    got = energy_forces(clone, pos)
+    assert got[0] == pytest.approx(ref[0], rel=1e-12)
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-8)
+    monkeypatch.setitem(sys.modules, "openmmtorch", None)  # import openmmtorch now raises ImportError
+    assert isinstance(allegro_bio.AllegroForce(model64, top), openmm.PythonForce)
+    with pytest.raises(AllegroError, match="backend 'torch' needs openmm-torch"):
+        allegro_bio.AllegroForce(model64, top, backend="torch")
 
 
 def test_padded_pair_buffer_is_exact_and_rarely_reallocated(model64):

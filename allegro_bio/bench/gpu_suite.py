@@ -4,7 +4,7 @@ A lent GPU machine has its own Python (3.12) and torch (2.11, CUDA 13), no inter
 no reference implementation, and a session gets ~15 minutes of it. So:
 
 ``python -m allegro_bio.bench.gpu_suite prepare DIR`` (here, with PyPI) downloads wheels of what that
-image lacks (ase, vesin, nequip, nequip-allegro and their pure-Python dependencies) into
+image lacks (ase, vesin, openmm, nequip, nequip-allegro and their dependencies) into
 ``DIR/wheels`` and writes the cases it cannot build (DHFR) to ``DIR/cases``;
 
 ``python -m allegro_bio.bench.gpu_suite run --out OUT --budget-s S --wheels DIR/wheels`` (there)
@@ -15,9 +15,10 @@ runs. It writes ``OUT/gpu_suite.json`` (every record, rewritten after each step)
 
 Steps: the physics checks on CUDA (float64: forces against finite differences, rotations, periodic
 images, stress, CUDA = CPU; float32 with TF32 off and on against float64); the paper preset on DHFR
-(TF32 off/on); the small and paper presets side by side with the reference; the paper preset on
-a 1,032,192-atom water box (chunked); pairs per chunk on DHFR; the AOTInductor package compiled
-for CUDA. The device command is in docs/benchmarks.md ("Running the GPU checks").
+(TF32 off/on) and on a 1,032,192-atom water box (chunked); the small and paper presets side by
+side with the reference; MD steps (OpenMM's python backend and ASE) against the raw model on the
+GPU; pairs per chunk on DHFR; the AOTInductor package compiled for CUDA. The device command is in
+docs/benchmarks.md ("Running the GPU checks").
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any, Callable
 #: Wheels the GPU image lacks (its torch, e3nn, numpy, scipy, h5py, matplotlib, tqdm, lightning are used as they are).
 #: Versions as in the development venv, where the side-by-side runs were measured.
 WHEELS = ("ase==3.29.0", "vesin==0.6.2", "nequip==0.19.1", "nequip-allegro==0.8.3", "hydra-core==1.3.8",
-          "omegaconf==2.3.1", "lmdb==3.0.0", "matscipy==1.3.1", "antlr4-python3-runtime==4.9.3")
+          "omegaconf==2.3.1", "lmdb==3.0.0", "matscipy==1.3.1", "openmm==8.6.1", "antlr4-python3-runtime==4.9.3")
 #: Cases written for machines that cannot build them (DHFR needs openmm and openmmtools).
 CACHED_CASES = ("dhfr",)
 #: Fraction of the GPU's memory the chunks of one evaluation may take (the default chunk is sized for a CPU).
@@ -53,6 +54,7 @@ def prepare(folder: Path, python_version: str = "3.12") -> None:
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                     "--python-version", python_version, "--platform", "manylinux2014_x86_64",
                     "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux_2_28_x86_64",
+                    "--platform", "manylinux_2_34_x86_64",
                     "-d", str(wheels), *binary], check=True)
     # antlr4-python3-runtime 4.9.3 (hydra's pin) is published as a source archive only: build its wheel here
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels),
@@ -65,7 +67,7 @@ def prepare(folder: Path, python_version: str = "3.12") -> None:
 
 def install_wheels(wheels: Path) -> None:
     """Install the wheels in ``wheels`` without an index or dependencies, where they are not importable."""
-    missing = [m for m in ("ase", "vesin", "nequip", "allegro") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("ase", "vesin", "nequip", "allegro", "openmm") if importlib.util.find_spec(m) is None]
     if missing and wheels.is_dir():
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
                         *map(str, sorted(wheels.glob("*.whl")))], check=True)
@@ -138,6 +140,8 @@ def environment(suite: Suite) -> None:
         p = torch.cuda.get_device_properties(0)
         info.update(gpu=p.name, gpu_memory_gb=p.total_memory / 1e9, multiprocessors=p.multi_processor_count)
     info["peer"] = importlib.util.find_spec("allegro") is not None
+    info["openmm"] = importlib.util.find_spec("openmm") is not None
+    info["openmm_torch"] = importlib.util.find_spec("openmmtorch") is not None
     suite.records.append(info)
     suite.log(json.dumps(info))
 
@@ -190,6 +194,22 @@ def physics(suite: Suite) -> None:
     suite.log(json.dumps(row))
 
 
+def md_steps(suite: Suite, cases: list[str]) -> None:
+    """MD steps with the packaged model on the device against its raw evaluation there: OpenMM
+    (CPU platform) with the python backend, and ASE (``allegro-bio bench --openmm --device``)."""
+    from .openmm_bench import format_openmm_table, run_openmm_bench
+
+    records = run_openmm_bench(cases, ["python", "ase"], platform="CPU", steps=10, raw_repeats=5, device=suite.device,
+                               progress=False)
+    for r in records:
+        r["step"] = "md-steps"
+    suite.records.extend(records)
+    suite.log(format_openmm_table(records))
+    bad = [r["error"] for r in records if r["status"] != "ok"]
+    if bad:
+        raise RuntimeError("; ".join(bad))
+
+
 def gpu_chunk(preset: str, fraction: float = GPU_CHUNK_FRACTION) -> int:
     """Pairs per chunk that fill ``fraction`` of the GPU's memory (by the model's own estimate)."""
     import torch
@@ -217,6 +237,8 @@ def run(out: Path, budget_s: float, device: str = "cuda", quick: bool = False) -
     for tf32 in tf32_modes:
         suite.step(f"paper-dhfr-tf32-{int(tf32)}", 60, lambda tf32=tf32: suite.bench(
             "paper-dhfr", "paper", big, forms=["eager"], repeats=3, chunk=paper_chunk, tf32=tf32))
+    suite.step(f"paper-1M-water-tf32-{int(device != 'cpu')}", 150, lambda: suite.bench(
+        "paper-1M-water", "paper", million, forms=["eager"], repeats=2, chunk=paper_chunk, tf32=device != "cpu"))
     peer = importlib.util.find_spec("allegro") is not None
     for tf32 in tf32_modes:
         suite.step(f"small-side-by-side-tf32-{int(tf32)}", 90, lambda tf32=tf32: suite.bench(
@@ -225,8 +247,8 @@ def run(out: Path, budget_s: float, device: str = "cuda", quick: bool = False) -
         suite.step(f"paper-side-by-side-tf32-{int(tf32)}", 90, lambda tf32=tf32: suite.bench(
             "paper-side-by-side", "paper", water_paper, forms=["eager", "torchscript"], peer=peer, repeats=5,
             chunk=paper_chunk, tf32=tf32))
-    suite.step(f"paper-1M-water-tf32-{int(device != 'cpu')}", 150, lambda: suite.bench(
-        "paper-1M-water", "paper", million, forms=["eager"], repeats=2, chunk=paper_chunk, tf32=device != "cpu"))
+    if importlib.util.find_spec("openmm") is not None:
+        suite.step("md-steps", 90, lambda: md_steps(suite, ["water192"] if quick else ["water1536", "water6144"]))
     for chunk in (4096, 32768, 262144):
         suite.step(f"paper-dhfr-chunk-{chunk}", 40, lambda chunk=chunk: suite.bench(
             "paper-dhfr-chunk", "paper", big, forms=["eager"], repeats=3, chunk=chunk))

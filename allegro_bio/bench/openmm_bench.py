@@ -72,24 +72,25 @@ def ml_topology_system(atoms: Any) -> tuple[Any, Any, np.ndarray]:
     return top, system, np.asarray(atoms.positions) / 10.0
 
 
-def _base(case: str, backend: str, platform: str, steps: int, threads: int | None) -> Record:
+def _base(case: str, backend: str, platform: str, steps: int, threads: int | None, device: str = "cpu") -> Record:
     return {
-        "implementation": IMPLEMENTATION, "backend": backend, "platform": platform, "case": case, "steps": steps,
-        "preset": "small", "dtype": "float32", "torch_version": torch.__version__,
+        "implementation": IMPLEMENTATION, "backend": backend, "platform": platform, "device": device, "case": case,
+        "steps": steps, "preset": "small", "dtype": "float32", "torch_version": torch.__version__,
         "threads": threads or torch.get_num_threads(),
     }
 
 
-def failed_openmm_record(case: str, backend: str, platform: str, steps: int, error: str, threads: int | None = None) -> Record:
+def failed_openmm_record(case: str, backend: str, platform: str, steps: int, error: str, threads: int | None = None,
+                         device: str = "cpu") -> Record:
     """A record for a (case, backend) that did not finish: measurements ``None``, ``status`` ``"failed"``."""
-    rec = _base(case, backend, platform, steps, threads)
+    rec = _base(case, backend, platform, steps, threads, device)
     rec.update(dict.fromkeys(_MEASURED), status="failed", error=error, load_avg_1min=os.getloadavg()[0])
     return rec
 
 
 def measure_openmm(
     case: str, backend: str = "torch", platform: str = "CPU", steps: int = 5, threads: int | None = None,
-    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None, device: str = "cpu",
 ) -> Record:
     """Time ``steps`` consecutive OpenMM MD steps (0.5 fs) of ``case`` with an ``AllegroForce`` on
     all atoms, and, in the same process, the raw model: the same deployed (TorchScript) model's
@@ -101,11 +102,15 @@ def measure_openmm(
     With the packaged (trained) model, whose species cover the case, the steps are real Langevin
     dynamics at 300 K from the case's structure. Otherwise a seeded untrained model is used and
     every step restarts from the structure at rest (reset outside the timer), because its random
-    forces would collapse the structure within a few steps."""
+    forces would collapse the structure within a few steps.
+
+    ``device`` is where the model runs for the python and ASE backends (e.g. ``"cuda"``, OpenMM on
+    its CPU platform); the torch backends run on the OpenMM platform's device and take ``"cpu"``."""
     from .. import pretrained, save
     from ..deploy import load
     from ..model import build_model
 
+    _check_device(backend, device)
     if threads is not None:
         torch.set_num_threads(threads)
     atoms = build_case(case)
@@ -121,31 +126,39 @@ def measure_openmm(
         if backend in AOTI_BACKENDS:  # the same model as an AOTInductor package (raw timing and steps)
             from ..deploy import redeploy
 
-            path = redeploy(path, Path(tmp) / "model.pt2")
-        model = load(path)
+            path = redeploy(path, Path(tmp) / "model.pt2", device=device)
+        model = load(path, device=device)
         if backend == "ase-compiled":  # torch.compile: the raw timing and the steps share one compiled model
             from ..deploy import as_model
 
-            model = as_model(model, compile=True)
+            model = as_model(model, device=device, compile=True)
         raw_ms, raw_nl_ms = _raw_model_ms(model, atoms, raw_repeats)
         if backend in ("ase", "ase-compiled", "ase-aoti"):
-            times = _ase_steps(model if backend == "ase-compiled" else str(path), atoms, trained, warmup, steps, seed)
+            times = _ase_steps(model if backend == "ase-compiled" else str(path), atoms, trained, warmup, steps, seed,
+                               device)
         else:
             times = _openmm_steps(system, top, path, backend.removesuffix("-aoti"), platform, threads, trained,
-                                  positions_nm, warmup, steps, seed)
+                                  positions_nm, warmup, steps, seed, device)
     return _record(case, backend, platform, steps, threads, len(atoms), times, raw_ms, raw_nl_ms, raw_repeats, warmup,
-                   seed, trained)
+                   seed, trained, device)
+
+
+def _check_device(backend: str, device: str) -> None:
+    if torch.device(device).type != "cpu" and backend.startswith("torch"):
+        raise ValueError(f"backend {backend!r} runs on the OpenMM platform's device: time it with device 'cpu' (the "
+                         f"python and ASE backends take device {device!r})")
 
 
 def _record(case: str, backend: str, platform: str, steps: int, threads: int | None, n: int, times: list[float],
-            raw_ms: float, raw_nl_ms: float, raw_repeats: int, warmup: int, seed: int, trained: bool) -> Record:
+            raw_ms: float, raw_nl_ms: float, raw_repeats: int, warmup: int, seed: int, trained: bool,
+            device: str = "cpu") -> Record:
     """The record of one (case, backend): step times ``times`` (s) against the raw model's ``raw_ms``."""
     import openmm
 
     from .. import pretrained
 
     step_s = statistics.median(times)
-    rec = _base(case, backend, platform, steps, threads)
+    rec = _base(case, backend, platform, steps, threads, device)
     rec.update(
         n_atoms=n, ms_per_step=1e3 * step_s, mean_ms_per_step=1e3 * statistics.mean(times),
         ns_per_day=TIMESTEP_FS * 1e-6 * 86400.0 / step_s, atom_steps_per_s=n / step_s, raw_model_ms=raw_ms,
@@ -160,15 +173,15 @@ def _record(case: str, backend: str, platform: str, steps: int, threads: int | N
 
 
 def _openmm_steps(system: Any, top: Any, path: Any, backend: str, platform: str, threads: int | None, trained: bool,
-                  positions_nm: np.ndarray, warmup: int, steps: int, seed: int) -> list[float]:
+                  positions_nm: np.ndarray, warmup: int, steps: int, seed: int, device: str = "cpu") -> list[float]:
     """Wall times (s) of ``steps`` OpenMM steps after ``warmup`` untimed ones (see :func:`measure_openmm`)."""
-    step = _openmm_stepper(system, top, path, backend, platform, threads, trained, positions_nm, seed)
+    step = _openmm_stepper(system, top, path, backend, platform, threads, trained, positions_nm, seed, device)
     times = [step() for _ in range(warmup + steps)]  # warm-up steps first: TorchScript optimises on its first calls
     return times[warmup:]
 
 
 def _openmm_stepper(system: Any, top: Any, path: Any, backend: str, platform: str, threads: int | None, trained: bool,
-                    positions_nm: np.ndarray, seed: int) -> Callable[[], float]:
+                    positions_nm: np.ndarray, seed: int, device: str = "cpu") -> Callable[[], float]:
     """An OpenMM context of ``system`` plus an ``AllegroForce`` and a function that takes one step
     and returns its wall time (s); untrained, each step starts from the structure at rest (the reset
     is not timed)."""
@@ -177,7 +190,7 @@ def _openmm_stepper(system: Any, top: Any, path: Any, backend: str, platform: st
 
     from ..openmm import AllegroForce
 
-    system.addForce(AllegroForce(str(path), top, backend=backend))
+    system.addForce(AllegroForce(str(path), top, backend=backend, device=device))
     properties = {"Threads": str(threads)} if threads is not None and platform == "CPU" else {}
     if trained:
         integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1.0 / unit.picosecond, TIMESTEP_FS * unit.femtosecond)
@@ -203,9 +216,10 @@ def _openmm_stepper(system: Any, top: Any, path: Any, backend: str, platform: st
     return step
 
 
-def _ase_steps(model: Any, atoms: Any, trained: bool, warmup: int, steps: int, seed: int) -> list[float]:
+def _ase_steps(model: Any, atoms: Any, trained: bool, warmup: int, steps: int, seed: int,
+               device: str = "cpu") -> list[float]:
     """Wall times (s) of ``steps`` ASE Langevin steps (300 K; or, untrained, steps from rest) with
-    ``AllegroCalculator(model)`` after ``warmup`` untimed ones."""
+    ``AllegroCalculator(model, device)`` after ``warmup`` untimed ones."""
     from ase import units
     from ase.md.langevin import Langevin
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -213,7 +227,7 @@ def _ase_steps(model: Any, atoms: Any, trained: bool, warmup: int, steps: int, s
     from ..ase import AllegroCalculator
 
     atoms = atoms.copy()
-    atoms.calc = AllegroCalculator(model)
+    atoms.calc = AllegroCalculator(model, device=device)
     start_positions = atoms.get_positions()
     if trained:
         MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(seed + 1))
@@ -232,8 +246,9 @@ def _ase_steps(model: Any, atoms: Any, trained: bool, warmup: int, steps: int, s
 
 
 def _raw_model_ms(model: Any, atoms: Any, repeats: int) -> tuple[float, float]:
-    """Median ms of the deployed model's energy+forces on ``atoms`` (after 2 warm-up calls), and the
-    ms of one neighbour-list build (not included)."""
+    """Median ms of the deployed model's energy+forces on ``atoms`` on the model's device (after 2
+    warm-up calls; on a GPU, until its work is done), and the ms of one neighbour-list build (not
+    included)."""
     from ..neighbors import build_graph, type_indices
     from ..runtime import keep_freed_memory
 
@@ -241,36 +256,41 @@ def _raw_model_ms(model: Any, atoms: Any, repeats: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     graph = build_graph(atoms.positions, atoms.cell.array, atoms.pbc, model.r_max)
     nl_ms = 1e3 * (time.perf_counter() - t0)
-    args = (torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, model.type_names)),
-            torch.as_tensor(graph.edge_index), torch.as_tensor(graph.shift), len(atoms), False)
+    device = model.cutoff_matrix.device
+    args = tuple(torch.as_tensor(a, device=device) for a in (
+        atoms.positions, type_indices(atoms.numbers, model.type_names), graph.edge_index, graph.shift)) + (len(atoms), False)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(2):
         model.compute(*args)
     times = []
     for _ in range(repeats):
+        sync()
         t0 = time.perf_counter()
         model.compute(*args)
+        sync()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times), nl_ms
 
 
 def _failed(kwargs: dict[str, Any], error: str) -> Record:
     keys = ("case", "backend", "platform", "steps")
-    return failed_openmm_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"])
+    return failed_openmm_record(*(kwargs[k] for k in keys), error=error, threads=kwargs["threads"],
+                                device=kwargs.get("device", "cpu"))
 
 
 def measure_openmm_isolated(
     case: str, backend: str = "torch", platform: str = "CPU", steps: int = 5, threads: int | None = None,
-    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None, device: str = "cpu",
 ) -> Record:
     """:func:`measure_openmm` in a fresh spawned process (see :func:`~allegro_bio.bench.run.run_isolated`)."""
     kwargs = dict(case=case, backend=backend, platform=platform, steps=steps, threads=threads, seed=seed,
-                  raw_repeats=raw_repeats, warmup=warmup)
+                  raw_repeats=raw_repeats, warmup=warmup, device=device)
     return run_isolated(measure_openmm, _failed, kwargs)
 
 
 def measure_openmm_interleaved(
     case: str, backends: Iterable[str], platform: str = "CPU", steps: int = 5, threads: int | None = None,
-    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None, device: str = "cpu",
 ) -> list[Record]:
     """Every backend of ``backends`` on ``case`` in this process, one OpenMM context each, their
     steps taken in turn (round k: one step of each context); one record per backend, as
@@ -288,6 +308,8 @@ def measure_openmm_interleaved(
     bad = [b for b in backends if b not in INTERLEAVE_BACKENDS]
     if bad or not backends:
         raise ValueError(f"interleaved timing takes OpenMM backends {INTERLEAVE_BACKENDS}, got {backends}")
+    for b in backends:
+        _check_device(b, device)
     if threads is not None:
         torch.set_num_threads(threads)
     atoms = build_case(case)
@@ -299,13 +321,13 @@ def measure_openmm_interleaved(
             build_model("small", type_names=TYPE_NAMES, seed=seed, dtype="float32"), Path(tmp) / "model.pt")
         paths = {False: path}
         if any(b in AOTI_BACKENDS for b in backends):
-            paths[True] = redeploy(path, Path(tmp) / "model.pt2")
-        raw = {package: _raw_model_ms(load(p), atoms, raw_repeats) for package, p in paths.items()}
+            paths[True] = redeploy(path, Path(tmp) / "model.pt2", device=device)
+        raw = {package: _raw_model_ms(load(p, device=device), atoms, raw_repeats) for package, p in paths.items()}
         steppers = {}
         for b in backends:
             top, system, positions_nm = ml_topology_system(atoms)
             steppers[b] = _openmm_stepper(system, top, paths[b in AOTI_BACKENDS], b.removesuffix("-aoti"), platform,
-                                          threads, trained, positions_nm, seed)
+                                          threads, trained, positions_nm, seed, device)
         times: dict[str, list[float]] = {b: [] for b in backends}
         for k in range(warmup + steps):
             for b, step in steppers.items():
@@ -316,7 +338,7 @@ def measure_openmm_interleaved(
     for b in backends:
         raw_ms, raw_nl_ms = raw[b in AOTI_BACKENDS]
         rec = _record(case, b, platform, steps, threads, len(atoms), times[b], raw_ms, raw_nl_ms, raw_repeats, warmup,
-                      seed, trained)
+                      seed, trained, device)
         rec["interleaved"] = True
         records.append(rec)
     return records
@@ -324,23 +346,23 @@ def measure_openmm_interleaved(
 
 def _failed_interleaved(kwargs: dict[str, Any], error: str) -> list[Record]:
     return [failed_openmm_record(kwargs["case"], b, kwargs["platform"], kwargs["steps"], error=error,
-                                 threads=kwargs["threads"]) for b in kwargs["backends"]]
+                                 threads=kwargs["threads"], device=kwargs.get("device", "cpu")) for b in kwargs["backends"]]
 
 
 def measure_openmm_interleaved_isolated(
     case: str, backends: Iterable[str], platform: str = "CPU", steps: int = 5, threads: int | None = None,
-    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
+    seed: int = 0, raw_repeats: int = 3, warmup: int | None = None, device: str = "cpu",
 ) -> list[Record]:
     """:func:`measure_openmm_interleaved` in a fresh spawned process."""
     kwargs = dict(case=case, backends=list(backends), platform=platform, steps=steps, threads=threads, seed=seed,
-                  raw_repeats=raw_repeats, warmup=warmup)
+                  raw_repeats=raw_repeats, warmup=warmup, device=device)
     return run_isolated(measure_openmm_interleaved, _failed_interleaved, kwargs)
 
 
 def run_openmm_bench(
     cases: Iterable[str] = OPENMM_CASES, backends: Iterable[str] = OPENMM_BACKENDS, platform: str = "CPU",
     steps: int = 5, threads: int | None = None, seed: int = 0, raw_repeats: int = 3, warmup: int | None = None,
-    isolate: bool = True, progress: bool = True, interleave: bool = False,
+    isolate: bool = True, progress: bool = True, interleave: bool = False, device: str = "cpu",
 ) -> list[Record]:
     """Time every (case, backend), each in its own process if ``isolate``; one record per pair.
     With ``interleave``, all backends of a case share one process and take their steps in turn
@@ -353,7 +375,7 @@ def run_openmm_bench(
         bar = tqdm(list(cases), desc="bench openmm (interleaved)", unit="case", disable=not progress)
         for case in bar:
             bar.set_postfix_str(case)
-            records.extend(measure_all(case, list(backends), platform, steps, threads, seed, raw_repeats, warmup))
+            records.extend(measure_all(case, list(backends), platform, steps, threads, seed, raw_repeats, warmup, device))
         return records
     jobs = [(c, b) for c in cases for b in backends]
     records: list[Record] = []
@@ -361,7 +383,7 @@ def run_openmm_bench(
     for case, backend in bar:
         bar.set_postfix_str(f"{case} {backend}")
         measure = measure_openmm_isolated if isolate else measure_openmm
-        records.append(measure(case, backend, platform, steps, threads, seed, raw_repeats, warmup))
+        records.append(measure(case, backend, platform, steps, threads, seed, raw_repeats, warmup, device))
     return records
 
 
@@ -387,7 +409,8 @@ def format_openmm_table(records: list[Record]) -> str:
     lines += failures
     if records:
         r = records[0]
-        lines.insert(0, f"{IMPLEMENTATION} platform={r['platform']} preset={r['preset']} dtype={r['dtype']} "
+        device = f" device={r['device']}" if r.get("device", "cpu") != "cpu" else ""
+        lines.insert(0, f"{IMPLEMENTATION} platform={r['platform']}{device} preset={r['preset']} dtype={r['dtype']} "
                         f"threads={r['threads']} torch={r['torch_version']} dt={TIMESTEP_FS} fs "
                         f"(ms/step: median of {r['steps']} steps"
                         f"{', backends interleaved in one process' if r.get('interleaved') else ''}; "
