@@ -102,10 +102,16 @@ def save(
     if isinstance(model, CompiledPotential):  # the file holds the weights; compiling is a run-time choice
         model = model.eager()
     path = Path(path)
+    check_stream_tile(model.stream_tile)
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = metadata_of(model, training_description, allow_tf32)
     if path.suffix == AOTI_SUFFIX:
         from .model.aoti import export_package
+
+        if model.stream_tile > 0:
+            raise ModelFileError(f"{path}: an AOTInductor package evaluates in chunks of centre atoms and cannot stream "
+                                 f"pairs in tiles; set the model's stream_tile to 0 for a package (stream_tile is a "
+                                 f"mode of .pt files)")
 
         extra[MAX_EDGES_PER_CHUNK] = str(model.max_edges_per_chunk)  # read by the Python and C++ chunk drivers
         return export_package(model.eval(), path, extra)  # compiled for the model's device
@@ -166,6 +172,24 @@ class DeployedModel:
     def max_edges_per_chunk(self, value: int) -> None:
         self.module.max_edges_per_chunk = int(value)
 
+    @property
+    def stream_tile(self) -> int:
+        """Pairs per tile of the streamed, low-memory evaluation (0: off; see
+        :meth:`~allegro_bio.model.allegro.AllegroNet.streamed_energy_and_grad`)."""
+        return int(getattr(self.module, "stream_tile", 0))
+
+    @stream_tile.setter
+    def stream_tile(self, value: int) -> None:
+        value = check_stream_tile(value)
+        if self.is_aoti or not hasattr(self.module, "stream_tile"):
+            if value == 0:
+                return
+            what = ("is an AOTInductor package (it evaluates in chunks of centre atoms)" if self.is_aoti else
+                    "was written by an older version without the streamed evaluation; re-write it with "
+                    "`allegro-bio deploy --from` first")
+            raise ModelFileError(f"{self.path} {what}: it cannot stream pairs in tiles")
+        self.module.stream_tile = value
+
     def compute(self, *args: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.module.compute(*args)
 
@@ -216,23 +240,41 @@ def to_eager(model: DeployedModel) -> AllegroPotential:
         raise ModelFileError(f"{model.path}: weights do not fit the network of its config "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
     eager.max_edges_per_chunk = model.max_edges_per_chunk
+    eager.stream_tile = model.stream_tile
     return eager
 
 
 def redeploy(source: str | os.PathLike, destination: str | os.PathLike, allow_tf32: bool | None = None,
-             device: str | torch.device = "cpu") -> Path:
+             device: str | torch.device = "cpu", stream_tile: int | None = None) -> Path:
     """Re-write model file ``source`` as ``destination`` with this version's network code: the same
     weights, config and training description, the current (faster) implementation. Outputs agree
     with the old file to float rounding. ``allow_tf32`` replaces the file's setting (default: kept).
-    A package (``.pt2``) is compiled for ``device`` (e.g. ``"cuda"``: where it will run)."""
+    A package (``.pt2``) is compiled for ``device`` (e.g. ``"cuda"``: where it will run).
+    ``stream_tile`` sets the streamed evaluation's tile (pairs; 0: off; default: the source's for a
+    ``.pt`` file, off for a package, which cannot stream)."""
     from .model.potential import default_chunk
 
     old = load(source)
     eager = to_eager(old)
     eager.max_edges_per_chunk = default_chunk(eager.config)  # a speed setting: this version's default
+    if stream_tile is not None:
+        eager.stream_tile = check_stream_tile(stream_tile)
+    elif Path(destination).suffix == AOTI_SUFFIX:
+        eager.stream_tile = 0
     eager = eager.to(device)
     tf32 = old.allow_tf32 if allow_tf32 is None else bool(allow_tf32)
     return save(eager, destination, training_description=old.metadata[TRAINING], allow_tf32=tf32)
+
+
+def check_stream_tile(value: Any) -> int:
+    """``value`` as a stream tile (pairs per tile, 0: off), or ``ValueError`` naming it."""
+    try:
+        tile = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"stream_tile must be a whole number of pairs (0: off), got {value!r}") from None
+    if tile < 0 or tile != value:
+        raise ValueError(f"stream_tile must be a whole number of pairs ≥ 0 (0: off), got {value!r}")
+    return tile
 
 
 def _frozen(module: torch.nn.Module) -> torch.nn.Module:

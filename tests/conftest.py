@@ -78,7 +78,10 @@ def model_files(tmp_path_factory, eager64, eager32):
     }
 
 
-FORMS = ["eager", "deployed", "calculator", "compiled", "package", "torchscript-package"]
+FORMS = ["eager", "deployed", "streamed", "calculator", "compiled", "package", "torchscript-package"]
+
+#: Pairs per tile of the "streamed" form: small, so every structure of the suite spans several tiles.
+STREAM_TILE = 37
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +112,9 @@ def form(request, eager64, eager32, model_files, compiled_calculators, packages)
         model = eager64 if dtype == "float64" else eager32
     elif kind == "deployed":
         model = allegro_bio.load(model_files[dtype])
+    elif kind == "streamed":  # the deployed file evaluating in tiles of pairs (scripted streamed_energy_and_grad)
+        model = allegro_bio.load(model_files[dtype])
+        model.stream_tile = STREAM_TILE
     elif kind == "compiled":
         model = compiled_calculators[dtype]
     elif kind == "package":

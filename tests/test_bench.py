@@ -85,6 +85,48 @@ def test_saved_memory_per_pair_is_bounded(preset, bound):
     assert 0.5 * bound < saved_bytes_per_pair(model, *args) <= bound
 
 
+def test_bench_streamed_form(tmp_path):
+    """`bench --forms eager streamed --stream-tile N`: the low-memory evaluation timed beside eager."""
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "bench.json"
+    args = parser.parse_args(["bench", "--cases", "water192", "--repeats", "1", "--forms", "eager", "streamed",
+                              "--stream-tile", "1000", "--json", str(out)])
+    assert args.func(args) == 0
+    eager, streamed = json.loads(out.read_text())
+    assert (eager["form"], streamed["form"], streamed["stream_tile"]) == ("eager", "streamed", 1000)
+    assert "stream_tile" not in eager and streamed["n_pairs"] == eager["n_pairs"] and streamed["median_ms"] > 0
+
+
+def test_streamed_evaluation_keeps_no_whole_pair_array_for_autograd():
+    """The streamed evaluation's memory bound, guarded without timing or RSS: autograd never keeps
+    a tensor with more rows than one tile (the per-atom environments aside), whatever the number
+    of pairs, and the arrays kept between passes are the 192 floats per pair of the layer inputs."""
+    model = allegro_bio.build_model("small", BENCH_TYPES, seed=0, dtype="float32").requires_grad_(False)
+    model.stream_tile = 500
+    atoms = build_case("water192")
+    graph = build_graph(atoms.positions, atoms.cell.array, atoms.pbc, model.r_max)
+    args = (torch.as_tensor(atoms.positions), torch.as_tensor(type_indices(atoms.numbers, model.type_names)),
+            torch.as_tensor(graph.edge_index), torch.as_tensor(graph.shift), len(atoms), False)
+    n_pairs = count_pairs(atoms.positions, args[1].numpy(), graph, model.cutoff_matrix.numpy())
+    assert n_pairs > 8 * model.stream_tile
+    rows: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() > 0 and t.shape[0] != len(atoms):
+            rows.append(int(t.shape[0]))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.compute(*args)
+    assert rows and max(rows) <= model.stream_tile
+    kept = model.net.layers[0].update  # layer 0's outputs are what the streamed pass keeps per pair
+    x = torch.zeros(3, model.config.latent_dim)
+    v = model.net.initial_features(x, torch.zeros(3, 4))
+    x1, v1 = kept(x, v, torch.zeros(3, 4 * model.config.num_tensor_features))
+    assert x1[0].numel() + v1[0].numel() == 192
+
+
 @pytest.mark.parametrize("preset", ["small", "paper"])
 def test_flop_count_matches_torch_profiler(preset):
     """The analytic FLOPs per pair (used for the achieved-FLOP/s figure) against torch's own count

@@ -167,6 +167,40 @@ def test_tf32_metadata_is_written_kept_and_applied(model_files, tmp_path):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
+def test_stream_tile_is_written_kept_and_refused_where_it_cannot_apply(model_files, eager64, tmp_path):
+    """`deploy --stream-tile N` writes a .pt file that streams (same results); `--from` keeps it
+    unless told; loaded files take it as a setting; packages, torch.compile and bad values refuse it."""
+    from allegro_bio.cli import main
+    from allegro_bio.model import clone
+    from allegro_bio.model.compiled import compile_potential
+
+    streamed = tmp_path / "streamed.pt"
+    assert main(["deploy", "--from", str(model_files["float64"]), str(streamed), "--stream-tile", "40"]) == 0
+    m = allegro_bio.load(streamed)
+    assert m.stream_tile == 40
+    a = organic()
+    ref = evaluate(allegro_bio.load(model_files["float64"]), a.positions, a.numbers, np.zeros((3, 3)), False)
+    got = evaluate(m, a.positions, a.numbers, np.zeros((3, 3)), False)
+    assert got.energy == pytest.approx(ref.energy, abs=1e-10)
+    np.testing.assert_allclose(got.forces, ref.forces, atol=1e-10)
+    kept, off = tmp_path / "kept.pt", tmp_path / "off.pt"
+    assert main(["deploy", "--from", str(streamed), str(kept)]) == 0
+    assert main(["deploy", "--from", str(streamed), str(off), "--stream-tile", "0"]) == 0
+    assert allegro_bio.load(kept).stream_tile == 40 and allegro_bio.load(off).stream_tile == 0
+    with pytest.raises(SystemExit) as exc:  # argparse: "--stream-tile: ... ≥ 0"
+        main(["deploy", str(tmp_path / "neg.pt"), "--stream-tile", "-3"])
+    assert exc.value.code == 2
+    with pytest.raises(ValueError, match="stream_tile"):
+        m.stream_tile = -1
+    s = clone(eager64)
+    s.stream_tile = 64
+    with pytest.raises(ModelFileError, match="stream"):
+        allegro_bio.save(s, tmp_path / "streamed.pt2")
+    assert not (tmp_path / "streamed.pt2").exists()
+    with pytest.raises(ValueError, match="stream_tile"):
+        compile_potential(s)
+
+
 def test_redeploy_drops_constants_older_code_stored(tmp_path):
     """A file from an older network version may hold derived buffers this version no longer keeps
     (e.g. the removed sparse product's indices, as in the packaged model): they are dropped. An

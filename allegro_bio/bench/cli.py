@@ -40,14 +40,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", action="store_true",
                         help="also time the reference implementation (nequip + nequip-allegro, pip install "
                         "'allegro_bio[peer]') at the same hyperparameters, side by side, and print our/peer ratios")
-    parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript", "compiled", "aoti"], default=None,
+    parser.add_argument("--forms", nargs="+", choices=["eager", "torchscript", "compiled", "aoti", "streamed"],
+                        default=None,
                         metavar="FORM", help="our forms to time: eager, torchscript (the deployed file), compiled "
                         "(torch.compile, as AllegroCalculator(compile=True); compiles ~15-40 s first), aoti (the "
-                        "AOTInductor package save(model, 'model.pt2') writes, as LAMMPS runs it; ~30-60 s to write) "
+                        "AOTInductor package save(model, 'model.pt2') writes, as LAMMPS runs it; ~30-60 s to write), "
+                        "streamed (eager, the pairs streamed through each layer in tiles: the low-memory evaluation) "
                         "(default: eager; with --peer: eager and torchscript)")
     parser.add_argument("--chunk", type=positive_int, default=None, metavar="PAIRS",
                         help="pairs per chunk of centre atoms (default: the model's, from a 0.5 GB activation budget); "
                         "a large value evaluates unchunked, e.g. to measure memory per pair")
+    parser.add_argument("--stream-tile", type=positive_int, default=None, metavar="PAIRS",
+                        help="pairs per tile of the 'streamed' form (default: 8192)")
     parser.add_argument("--plot", type=Path, default=None, metavar="PNG",
                         help="write a plot of time per atom against atoms to PNG")
     omm = parser.add_argument_group("OpenMM throughput (--openmm; small preset, float32; --device for the python and "
@@ -110,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
     forms = args.forms or (["eager", "torchscript"] if args.peer else ["eager"])
     records = run_bench(args.preset, cases, dtype=args.dtype, device=args.device, repeats=args.repeats,
                         threads=args.threads, seed=args.seed, peer=args.peer, forms=forms, chunk=args.chunk,
-                        tf32=args.tf32 == "on")
+                        tf32=args.tf32 == "on", stream_tile=args.stream_tile)
     print(format_table(records))
     if args.plot is not None:
         from .plot import plot_scaling

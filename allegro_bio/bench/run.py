@@ -122,7 +122,7 @@ class _Timed:
 def measure_case(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
     threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
-    chunk: int | None = None, tf32: bool = False,
+    chunk: int | None = None, tf32: bool = False, stream_tile: int | None = None,
 ) -> list[Record]:
     """Benchmark one case in this process; one record per implementation and form.
 
@@ -181,9 +181,11 @@ def measure_case(
     timed: list[_Timed] = []
     for form in forms:
         start = time.perf_counter()
-        net = _form(model, form)
+        net = _form(model, form, stream_tile)
         extra: Record = {"n_pairs_rmax": int(graph.edge_index.shape[1]), "nl_ms": nl_ms,
                          "num_weights": model.num_weights(), "chunk_pairs": model.max_edges_per_chunk}
+        if form == "streamed":
+            extra["stream_tile"] = net.stream_tile
         if form == "aoti":
             extra["compile_s"] = time.perf_counter() - start
         evaluate = (lambda net=net: net.compute(*args, n, virial))
@@ -252,9 +254,17 @@ def measure_case(
     return records
 
 
-def _form(model: torch.nn.Module, form: str) -> Any:
-    """Our ``model`` in one of the timed forms: eager, torchscript (the deployed file), compiled or
-    aoti (the AOTInductor package)."""
+def _form(model: torch.nn.Module, form: str, stream_tile: int | None = None) -> Any:
+    """Our ``model`` in one of the timed forms: eager, torchscript (the deployed file), compiled,
+    aoti (the AOTInductor package) or streamed (eager, pairs streamed through each layer in tiles of
+    ``stream_tile``, default :data:`~allegro_bio.model.potential.DEFAULT_STREAM_TILE`)."""
+    if form == "streamed":
+        from ..model import clone
+        from ..model.potential import DEFAULT_STREAM_TILE
+
+        streamed = clone(model).requires_grad_(False)
+        streamed.stream_tile = int(stream_tile or DEFAULT_STREAM_TILE)
+        return streamed
     if form == "torchscript":
         return _scripted(model)
     if form == "aoti":
@@ -319,11 +329,11 @@ def _failed(kwargs: dict[str, Any], error: str) -> list[Record]:
 def measure_case_isolated(
     case: str, preset: str = "small", dtype: str = "float32", device: str = "cpu", repeats: int = 5,
     threads: int | None = None, seed: int = 0, peer: bool = False, forms: Iterable[str] = ("eager",),
-    chunk: int | None = None, tf32: bool = False,
+    chunk: int | None = None, tf32: bool = False, stream_tile: int | None = None,
 ) -> list[Record]:
     """:func:`measure_case` in a fresh spawned process (see :func:`run_isolated`)."""
     kwargs = dict(case=case, preset=preset, dtype=dtype, device=device, repeats=repeats, threads=threads, seed=seed,
-                  peer=peer, forms=tuple(forms), chunk=chunk, tf32=tf32)
+                  peer=peer, forms=tuple(forms), chunk=chunk, tf32=tf32, stream_tile=stream_tile)
     return run_isolated(measure_case, _failed, kwargs)
 
 
@@ -331,6 +341,7 @@ def run_bench(
     preset: str = "small", cases: Iterable[str] = DEFAULT_CASES, dtype: str = "float32", device: str = "cpu",
     repeats: int = 5, threads: int | None = None, seed: int = 0, isolate: bool = True, progress: bool = True,
     peer: bool = False, forms: Iterable[str] = ("eager",), chunk: int | None = None, tf32: bool = False,
+    stream_tile: int | None = None,
 ) -> list[Record]:
     """Benchmark ``cases`` one after another (each in its own process if ``isolate``); records of
     every case, implementation and form (see :func:`measure_case`)."""
@@ -341,7 +352,8 @@ def run_bench(
     for case in bar:
         bar.set_postfix_str(case)
         measure = measure_case_isolated if isolate else measure_case
-        records.extend(measure(case, preset, dtype, device, repeats, threads, seed, peer, tuple(forms), chunk, tf32))
+        records.extend(measure(case, preset, dtype, device, repeats, threads, seed, peer, tuple(forms), chunk, tf32,
+                               stream_tile))
     return records
 
 

@@ -48,7 +48,7 @@ def build_from_config(config: AllegroConfig, seed: int = 0, cls: type = AllegroP
 
 
 def clone(model: AllegroPotential, dtype: str | None = None, cls: type = AllegroPotential) -> AllegroPotential:
-    """A copy of ``model`` (weights, chunk size), optionally cast to ``dtype`` ("float32"/"float64"),
+    """A copy of ``model`` (weights, chunk size, stream tile), optionally cast to ``dtype`` ("float32"/"float64"),
     as an instance of ``cls`` (an :class:`AllegroPotential` subclass built from a config)."""
     import dataclasses
 
@@ -56,6 +56,7 @@ def clone(model: AllegroPotential, dtype: str | None = None, cls: type = Allegro
     new = build_from_config(config, cls=cls)
     new.load_state_dict(model.state_dict())
     new.max_edges_per_chunk = model.max_edges_per_chunk
+    new.stream_tile = model.stream_tile
     return new.to(model.cutoff_matrix.device)
 
 

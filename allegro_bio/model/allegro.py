@@ -16,7 +16,7 @@ beyond its cutoff contributes exactly nothing (strict locality) and the energy i
 
 
 import math
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from ase.data import atomic_numbers
@@ -107,15 +107,25 @@ class AllegroLayer(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """``x`` [P, L] scalar latents, ``v`` [P, D_in, C] tensor features (channel-last), ``y`` [P, D_env]
         spherical harmonics → updated ``x`` and the next ``v`` [P, D_out, C]."""
+        p = x.shape[0]
+        env = sum_over_centers(self.env_edges(x, y), edge_center, num_centers) * self.inv_sqrt_avg
+        if self.gather_pairs:
+            env_pair = env.gather(0, edge_center.unsqueeze(1).expand(p, env.shape[1]))
+        else:
+            env_pair = env.index_select(0, edge_center)
+        return self.update(x, v, env_pair)
+
+    def env_edges(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each pair's term of its centre's environment, w(x^{ik}) Y(r̂_ik): [P, D_env·C] (unscaled)."""
         p, c = x.shape[0], self.num_channels
         w_env = self.env_embed.linear_rows(x, self.env_out_perm).view(p, self.num_env_irreps, c)
-        env_edge = weights_times_sh(w_env, y, self.sh_start, self.sh_dim).view(p, y.shape[1] * c)
-        env = sum_over_centers(env_edge, edge_center, num_centers) * self.inv_sqrt_avg
-        if self.gather_pairs:
-            env_pair = env.gather(0, edge_center.unsqueeze(1).expand(p, env.shape[1])).view(p, y.shape[1], c)
-        else:
-            env_pair = env.index_select(0, edge_center).view(p, y.shape[1], c)
-        out = self.tp(v, env_pair)
+        return weights_times_sh(w_env, y, self.sh_start, self.sh_dim).view(p, y.shape[1] * c)
+
+    def update(self, x: torch.Tensor, v: torch.Tensor, env_pair: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The per-pair part of the layer, given each pair's centre environment ``env_pair``
+        [P, D_env·C] (scaled): tensor product, latent update, channel mixing → new ``x``, ``v``."""
+        p, c = x.shape[0], self.num_channels
+        out = self.tp(v, env_pair.view(p, -1, c))
         n_s = self.num_scalar_paths
         scalars = out[:, :n_s, :].reshape(p, n_s * c)  # a view: component-major
         x_new = (x + self.latent_mlp.forward_permuted(torch.cat([x, scalars], dim=1), self.latent_in_perm)) * (1.0 / math.sqrt(2.0))
@@ -178,6 +188,7 @@ class AllegroNet(nn.Module):
         self.per_type_shift = nn.Parameter(torch.tensor(shift, dtype=torch.float64))
         self.use_zbl = bool(config.zbl)
         self.zbl = ZBL()
+        self.inv_sqrt_avg = 1.0 / math.sqrt(config.avg_num_neighbors)
 
     def use_fusable_ops(self, on: bool = True) -> None:
         """Choose the ops that run fastest under ``torch.compile`` (inductor) rather than eager or
@@ -192,14 +203,32 @@ class AllegroNet(nn.Module):
         self, edge_vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
     ) -> torch.Tensor:
         num_centers = center_type.shape[0]
+        ct = center_type.index_select(0, edge_center)
+        r, u, y, latent = self.pair_start(edge_vec, ct, neighbor_type, True)
+        v = self.initial_features(latent, y)
+        for layer in self.layers:
+            latent, v = layer(latent, v, y, edge_center, num_centers)
+        e_pair = self.pair_energy(latent, u)
+        e_sum = torch.zeros(num_centers, dtype=torch.float64, device=edge_vec.device).index_add(0, edge_center, e_pair)
+        energy = self.atom_energy(e_sum, center_type)
+        if self.use_zbl:
+            energy = energy.index_add(0, edge_center, self.pair_zbl(r, u, ct, neighbor_type))
+        return energy
+
+    def pair_start(
+        self, edge_vec: torch.Tensor, ct: torch.Tensor, neighbor_type: torch.Tensor, two_body: bool
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per pair: distance r (Å), envelope u, spherical harmonics Y [P, D_env] and, with
+        ``two_body``, the two-body latent x^{ij,0} [P, L] (else an empty tensor). ``ct``: centre types per pair."""
         dtype = self.basis.freqs.dtype
         vec = edge_vec.to(dtype)
-        p = vec.shape[0]
-        ct = center_type.index_select(0, edge_center)
         edge_type = ct * self.num_types + neighbor_type
         r = torch.linalg.norm(vec, dim=1)
         x = r / self.edge_cutoff.index_select(0, edge_type).to(dtype)
         u = self.envelope(x)
+        y = self.sh(vec)
+        if not two_body:
+            return r, u, y, vec.new_empty(0)
         u1 = u.unsqueeze(1)
         onehots = torch.cat(
             [
@@ -209,22 +238,173 @@ class AllegroNet(nn.Module):
             ],
             dim=1,
         )
-        latent = self.two_body(onehots) * u1
-        y = self.sh(vec)
-        w0 = self.init_tensor.linear_rows(latent, self.init_out_perm).view(p, self.num_sh, self.num_channels)
-        v = weights_times_sh(w0, y, self.sh_start, self.sh_dim)  # [P, D, C]: channel-last
-        for layer in self.layers:
-            latent, v = layer(latent, v, y, edge_center, num_centers)
-        e_pair = (self.readout(latent).squeeze(1) * u).to(torch.float64)
-        e_sum = torch.zeros(num_centers, dtype=torch.float64, device=vec.device).index_add(0, edge_center, e_pair)
+        return r, u, y, self.two_body(onehots) * u1
+
+    def initial_features(self, latent: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """V^{ij,0} = w(x^{ij,0}) Y(r̂_ij): [P, D_env, C], channel-last."""
+        w0 = self.init_tensor.linear_rows(latent, self.init_out_perm).view(latent.shape[0], self.num_sh, self.num_channels)
+        return weights_times_sh(w0, y, self.sh_start, self.sh_dim)
+
+    def pair_energy(self, latent: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """E_ij = readout(x^{ij}) u(r_ij): [P] float64 (eV), before the centre's scale σ_Zi."""
+        return (self.readout(latent).squeeze(1) * u).to(torch.float64)
+
+    def pair_zbl(self, r: torch.Tensor, u: torch.Tensor, ct: torch.Tensor, neighbor_type: torch.Tensor) -> torch.Tensor:
+        """Each pair's ZBL repulsion (half of the pair's, envelope applied): [P] float64 (eV), unscaled."""
+        z = self.atomic_numbers.to(torch.float64)
+        return self.zbl(r, z.index_select(0, ct), z.index_select(0, neighbor_type), u)
+
+    def atom_energy(self, e_sum: torch.Tensor, center_type: torch.Tensor) -> torch.Tensor:
+        """E_i = σ_Zi Σ_j E_ij + μ_Zi (float64, eV) from the per-centre sums ``e_sum``."""
         scale = self.per_type_scale.to(torch.float64).index_select(0, center_type)
         shift = self.per_type_shift.to(torch.float64).index_select(0, center_type)
-        energy = e_sum * scale + shift
-        if self.use_zbl:
-            z = self.atomic_numbers.to(torch.float64)
-            e_zbl = self.zbl(r, z.index_select(0, ct), z.index_select(0, neighbor_type), u)
-            energy = energy.index_add(0, edge_center, e_zbl)
-        return energy
+        return e_sum * scale + shift
+
+
+    def _layer_env_edges(self, index: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """:meth:`AllegroLayer.env_edges` of layer ``index`` (TorchScript cannot index a ModuleList by a variable)."""
+        out = x.new_empty(0)
+        for k, layer in enumerate(self.layers):
+            if k == index:
+                out = layer.env_edges(x, y)
+        return out
+
+    def _layer_update(
+        self, index: int, x: torch.Tensor, v: torch.Tensor, env_pair: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`AllegroLayer.update` of layer ``index``."""
+        x_new, v_new = x, v
+        for k, layer in enumerate(self.layers):
+            if k == index:
+                x_new, v_new = layer.update(x, v, env_pair)
+        return x_new, v_new
+
+    def streamed_energy_and_grad(
+        self, edge_vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor,
+        tile: int,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Centre energies [num_centres] (float64, eV) and ∂E/∂``edge_vec`` [P, 3] (eV/Å), the pairs
+        streamed through each layer ``tile`` at a time; same arguments as :meth:`forward`.
+
+        Autograd over the whole network keeps ~1.2k floats per pair for the backward pass. Here
+        only the per-atom environments and, per pair, the inputs of layers 1..n−1 are kept
+        (x and V: 192 floats for the small preset); each tile's layer is recomputed in the
+        backward pass and differentiated on its own, with the gradients of the environments summed
+        per atom between passes. The gradient of a layer's inputs overwrites those inputs in place,
+        so peak memory is those arrays plus one tile's work, at the price of computing each
+        layer's forward twice (and the two-body embedding up to four times).
+        """
+        n_layers = len(self.layers)
+        num_centers = center_type.shape[0]
+        p = edge_vec.shape[0]
+        vec = edge_vec.detach()
+        ct = center_type.index_select(0, edge_center)
+        starts = list(range(0, p, max(int(tile), 1)))
+        inv = self.inv_sqrt_avg
+        # forward: every layer's environment, and the inputs (x, V) of layers 1..n-1
+        envs: List[torch.Tensor] = []
+        xs: List[torch.Tensor] = []
+        vs: List[torch.Tensor] = []
+        with torch.no_grad():
+            env = vec.new_empty(0)
+            for a in starts:
+                b = min(a + tile, p)
+                _, _, y, x0 = self.pair_start(vec[a:b], ct[a:b], neighbor_type[a:b], True)
+                e_t = self._layer_env_edges(0, x0, y)
+                if a == 0:
+                    env = e_t.new_zeros(num_centers, e_t.shape[1])
+                env.index_add_(0, edge_center[a:b], e_t)
+            envs.append(env * inv)
+            for index in range(n_layers - 1):
+                x_out, v_out, env = vec.new_empty(0), vec.new_empty(0), vec.new_empty(0)
+                for a in starts:
+                    b = min(a + tile, p)
+                    ec = edge_center[a:b]
+                    _, _, y, x_in = self.pair_start(vec[a:b], ct[a:b], neighbor_type[a:b], index == 0)
+                    if index == 0:
+                        v_in = self.initial_features(x_in, y)
+                    else:
+                        x_in, v_in = xs[index - 1][a:b], vs[index - 1][a:b]
+                    x_new, v_new = self._layer_update(index, x_in, v_in, envs[index].index_select(0, ec))
+                    e_t = self._layer_env_edges(index + 1, x_new, y)
+                    if a == 0:
+                        x_out = x_new.new_empty(p, x_new.shape[1])
+                        v_out = v_new.new_empty(p, v_new.shape[1], v_new.shape[2])
+                        env = e_t.new_zeros(num_centers, e_t.shape[1])
+                    x_out[a:b].copy_(x_new)
+                    v_out[a:b].copy_(v_new)
+                    env.index_add_(0, ec, e_t)
+                xs.append(x_out)
+                vs.append(v_out)
+                envs.append(env * inv)
+        # backward, last layer first: recompute each tile's layer and differentiate it alone
+        g_vec = torch.zeros_like(vec)
+        e_sum = torch.zeros(num_centers, dtype=torch.float64, device=vec.device)
+        e_zbl = torch.zeros(num_centers, dtype=torch.float64, device=vec.device)
+        scale = self.per_type_scale.to(torch.float64).detach()
+        g_env_next = vec.new_empty(0)
+        for step in range(n_layers + 1):
+            index = n_layers - 1 - step  # -1: the first layer's environment terms
+            g_env = envs[index].new_zeros(envs[index].shape) if index >= 0 else vec.new_empty(0)
+            for a in starts:
+                b = min(a + tile, p)
+                ec, ctt, nt = edge_center[a:b], ct[a:b], neighbor_type[a:b]
+                vec_t = vec[a:b].detach().requires_grad_(True)
+                r, u, y, x0 = self.pair_start(vec_t, ctt, nt, index <= 0)
+                outs: List[torch.Tensor] = []
+                g_outs: List[Optional[torch.Tensor]] = []
+                if index < 0:
+                    outs.append(self._layer_env_edges(0, x0, y))
+                    g_outs.append(g_env_next.index_select(0, ec) * inv)
+                    grads = torch.autograd.grad(outs, [vec_t], g_outs, allow_unused=True)
+                    g = grads[0]
+                    if g is not None:
+                        g_vec[a:b].add_(g)
+                    continue
+                env_pair = envs[index].index_select(0, ec).requires_grad_(True)
+                if index == 0:
+                    x_in, v_in = x0, self.initial_features(x0, y)
+                    inputs = [vec_t, env_pair]
+                else:
+                    x_in = xs[index - 1][a:b].detach().requires_grad_(True)
+                    v_in = vs[index - 1][a:b].detach().requires_grad_(True)
+                    inputs = [vec_t, env_pair, x_in, v_in]
+                x_new, v_new = self._layer_update(index, x_in, v_in, env_pair)
+                if index == n_layers - 1:
+                    e_pair = self.pair_energy(x_new, u)
+                    e_sum.index_add_(0, ec, e_pair.detach())
+                    outs.append(e_pair)
+                    g_outs.append(scale.index_select(0, ctt))
+                    if self.use_zbl:
+                        zbl = self.pair_zbl(r, u, ctt, nt)
+                        e_zbl.index_add_(0, ec, zbl.detach())
+                        outs.append(zbl)
+                        g_outs.append(torch.ones_like(zbl))
+                else:
+                    outs.extend([x_new, v_new, self._layer_env_edges(index + 1, x_new, y)])
+                    g_outs.append(xs[index][a:b])
+                    g_outs.append(vs[index][a:b])
+                    g_outs.append(g_env_next.index_select(0, ec) * inv)
+                grads = torch.autograd.grad(outs, inputs, g_outs, allow_unused=True)
+                with torch.no_grad():
+                    for k in range(len(grads)):
+                        g = grads[k]
+                        if g is not None:
+                            if k == 0:
+                                g_vec[a:b].add_(g)
+                            elif k == 1:
+                                g_env.index_add_(0, ec, g)
+                            elif k == 2:
+                                xs[index - 1][a:b].copy_(g)  # the inputs are not needed again: their gradient takes their place
+                            else:
+                                vs[index - 1][a:b].copy_(g)
+            if index >= 0:
+                g_env_next = g_env
+                envs[index] = vec.new_empty(0)
+                if index < n_layers - 1:
+                    xs[index], vs[index] = vec.new_empty(0), vec.new_empty(0)
+        energy = self.atom_energy(e_sum, center_type) + e_zbl
+        return energy, g_vec
 
 
 #: Parameters and buffers kept in float64 whatever the model dtype.

@@ -63,6 +63,9 @@ def compile_potential(model: AllegroPotential) -> CompiledPotential:
     if model.cutoff_matrix.device.type == "cpu" and not _cpp_compiler():
         raise RuntimeError("compile=True needs a C++ compiler for torch.compile on CPU (g++ or clang++ on PATH, or "
                            "$CXX); none was found. Install one (Debian: apt install g++) or evaluate uncompiled.")
+    if model.stream_tile > 0:
+        raise ValueError(f"compile=True and the streamed evaluation (stream_tile={model.stream_tile}) do not combine: "
+                         "compile the chunked evaluation (stream_tile = 0), or stream uncompiled to save memory")
     from . import clone
 
     # the weights in the network's working dtype (float64 sums stay float64), frozen: inference only

@@ -34,6 +34,11 @@ from .allegro import AllegroNet
 from .config import AllegroConfig
 
 
+#: Pairs per tile of the streamed evaluation (``stream_tile``; see
+#: :meth:`~allegro_bio.model.allegro.AllegroNet.streamed_energy_and_grad`).
+DEFAULT_STREAM_TILE = 8192
+
+
 def default_chunk(config: AllegroConfig, budget_bytes: float = 0.5e9) -> int:
     """Pairs per chunk so that autograd's saved activations stay within ~``budget_bytes``.
 
@@ -70,6 +75,8 @@ class ChunkedPotential(nn.Module):
         self.model_dtype: str = config.dtype
         self.config_json: str = json.dumps(config.to_dict(), sort_keys=True)
         self.max_edges_per_chunk: int = default_chunk(config)
+        # pairs per tile of a streamed evaluation (AllegroNet.streamed_energy_and_grad); 0: off
+        self.stream_tile: int = 0
         self.register_buffer("cutoff_matrix", torch.tensor(config.cutoff_matrix(), dtype=torch.float64).view(t, t))
 
     @property
@@ -185,6 +192,8 @@ class AllegroPotential(ChunkedPotential):
         self, vec: torch.Tensor, edge_center: torch.Tensor, center_type: torch.Tensor, neighbor_type: torch.Tensor
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """One chunk: centre energies [num_centres] (eV) and ∂E/∂vec [E, 3] (eV/Å; ``None`` without pairs)."""
+        if self.stream_tile > 0 and vec.shape[0] > 0:
+            return self.net.streamed_energy_and_grad(vec, edge_center, center_type, neighbor_type, self.stream_tile)
         e_c = self.net(vec, edge_center, center_type, neighbor_type)
         if vec.shape[0] == 0:
             return e_c, None
