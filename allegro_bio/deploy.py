@@ -20,6 +20,10 @@ Python (``torch.jit.load(path, _extra_files=...)``) and C++ (``torch::jit::load`
 ``max_edges_per_chunk``    pairs per chunk (AOTInductor packages only)
 =========================  ===================================================================
 
+The scripted module's ``max_edges_per_chunk`` and ``stream_tile`` attributes (pairs per chunk of
+centre atoms; pairs per tile of the streamed, low-memory evaluation, 0 = off) travel with it and
+are settings of the loaded :class:`DeployedModel`.
+
 A path ending in ``.pt2`` holds an AOTInductor package instead (:mod:`allegro_bio.model.aoti`):
 the compiled per-chunk step, with the same keys as package metadata.
 """

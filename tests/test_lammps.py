@@ -200,6 +200,18 @@ def test_padded_buffers_give_identical_results(plugin, models, water_runs, tmp_p
     assert_same_run(runs[2], got, 1e-11, "water 192, 2 ranks, padded vs exact buffers")
 
 
+def test_streamed_file_on_2_ranks(plugin, models, water_runs, tmp_path):
+    """A file written with `deploy --stream-tile` (pairs streamed through each layer in tiles,
+    scripted) gives the plain file's results on 2 ranks, ghosts as neighbours."""
+    from allegro_bio.cli import main
+
+    atoms, runs = water_runs
+    streamed = tmp_path / "streamed.pt"
+    assert main(["deploy", "--from", str(models["float64"]), str(streamed), "--stream-tile", "300"]) == 0
+    got = lammps_eval(plugin, streamed, atoms, tmp_path / "run", 2)
+    assert_same_run(runs[2], got, 1e-11, "water 192, 2 ranks, streamed vs whole-array file")
+
+
 def test_torch_threads_per_rank(plugin, models, water_runs, tmp_path):
     atoms, runs = water_runs
     got = lammps_eval(plugin, models["float64"], atoms, tmp_path, 1, style_args="threads 2")

@@ -489,3 +489,20 @@ def test_package_backend_choice_without_a_compiler(packages, monkeypatch):
     with pytest.raises(AllegroError, match="small64.pt2: running an AOTInductor package .* needs a C\\+\\+ compiler"):
         allegro_bio.AllegroForce(str(packages["float64"]), top, backend="torch")
     assert isinstance(allegro_bio.AllegroForce(str(packages["float64"]), top), openmm.PythonForce)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_streamed_file_matches_ase(backend, model64, tmp_path):
+    """A file written with `deploy --stream-tile` (the low-memory evaluation) gives the same energy
+    and forces in OpenMM (the torch backend runs it in TorchScript from C++) as the plain file in ASE."""
+    from allegro_bio.cli import main
+
+    streamed = tmp_path / "streamed.pt"
+    assert main(["deploy", "--from", str(model64), str(streamed), "--stream-tile", "500"]) == 0
+    assert allegro_bio.load(streamed).stream_tile == 500
+    atoms = water64()
+    top, pos = water_topology(atoms)
+    e, f = energy_forces(ml_system(top, allegro_bio.AllegroForce(streamed, top, backend=backend)), pos)
+    e_ref, f_ref = _reference(model64, atoms)
+    assert e == pytest.approx(e_ref, rel=1e-9, abs=1e-6)
+    np.testing.assert_allclose(f, f_ref, atol=1e-7 * np.abs(f_ref).max())

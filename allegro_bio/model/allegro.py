@@ -125,7 +125,7 @@ class AllegroLayer(nn.Module):
         """The per-pair part of the layer, given each pair's centre environment ``env_pair``
         [P, D_env·C] (scaled): tensor product, latent update, channel mixing → new ``x``, ``v``."""
         p, c = x.shape[0], self.num_channels
-        out = self.tp(v, env_pair.view(p, -1, c))
+        out = self.tp(v, env_pair.view(p, self.tp.d_env, c))
         n_s = self.num_scalar_paths
         scalars = out[:, :n_s, :].reshape(p, n_s * c)  # a view: component-major
         x_new = (x + self.latent_mlp.forward_permuted(torch.cat([x, scalars], dim=1), self.latent_in_perm)) * (1.0 / math.sqrt(2.0))
