@@ -252,6 +252,10 @@ def run(out: Path, budget_s: float, device: str = "cuda", quick: bool = False) -
     for chunk in (4096, 32768, 262144):
         suite.step(f"paper-dhfr-chunk-{chunk}", 40, lambda chunk=chunk: suite.bench(
             "paper-dhfr-chunk", "paper", big, forms=["eager"], repeats=3, chunk=chunk))
+    # the streamed (low-memory) evaluation beside eager in one large chunk: memory per pair and time
+    suite.step("paper-dhfr-streamed", 60, lambda: suite.bench(
+        "paper-dhfr-streamed", "paper", big, forms=["eager", "streamed"], repeats=3,
+        chunk=262144 if device != "cpu" else None, stream_tile=32768 if device != "cpu" else None))
     suite.step("small-aoti", 180, lambda: suite.bench(
         "small-aoti", "small", water_small[:2], forms=["eager", "aoti"], repeats=5))
     suite.log(f"done; {suite.left():.0f} s of the budget left")
