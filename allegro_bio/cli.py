@@ -52,10 +52,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         return 0
     model = allegro_bio.build_model(args.preset, args.types, seed=args.seed, dtype=args.dtype,
                                     **_overrides(args.set)).to(args.device)
-    if args.stream_tile is not None:
-        from allegro_bio.deploy import check_stream_tile
-
-        model.stream_tile = check_stream_tile(args.stream_tile)
+    if args.stream_tile is not None:  # argparse has checked it (non_negative_int)
+        model.stream_tile = args.stream_tile
     path = allegro_bio.save(model, args.out, training_description=args.description, allow_tf32=args.tf32 == "on")
     print(f"wrote {path}  ({args.preset} preset, types {' '.join(model.type_names)}, {model.num_weights():,} weights, "
           f"{args.dtype}, seed {args.seed}; {args.description})")
@@ -161,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "package; only --tf32, --device and --stream-tile apply with it")
     p.add_argument("--stream-tile", type=non_negative_int, default=None, metavar="PAIRS",
                    help="write a .pt file that evaluates in the streamed, low-memory way: the pairs go through each "
-                   "layer PAIRS at a time (e.g. 8192), keeping ~5x less memory per pair at ~1.5x the time; 0: off "
+                   "layer PAIRS at a time (e.g. 8192): small preset, 6,144 waters, 1.5 kB per pair instead of 9.5 kB unchunked, "
+                   "at ~1.8x the time of the default chunked evaluation; 0: off "
                    "(default: off, or the --from file's setting)")
     p.set_defaults(func=cmd_deploy)
 

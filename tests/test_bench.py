@@ -96,6 +96,8 @@ def test_bench_streamed_form(tmp_path):
     eager, streamed = json.loads(out.read_text())
     assert (eager["form"], streamed["form"], streamed["stream_tile"]) == ("eager", "streamed", 1000)
     assert "stream_tile" not in eager and streamed["n_pairs"] == eager["n_pairs"] and streamed["median_ms"] > 0
+    refused = parser.parse_args(["bench", "--cases", "water192", "--stream-tile", "1000"])  # no streamed form
+    assert refused.func(refused) == 2
 
 
 def test_streamed_evaluation_keeps_no_whole_pair_array_for_autograd():

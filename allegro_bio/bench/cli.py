@@ -112,6 +112,9 @@ def main(args: argparse.Namespace) -> int:
             return 2
     cases = args.cases or list(DEFAULT_CASES)
     forms = args.forms or (["eager", "torchscript"] if args.peer else ["eager"])
+    if args.stream_tile is not None and "streamed" not in forms:
+        print("error: --stream-tile sets the tile of the 'streamed' form: add --forms ... streamed")
+        return 2
     records = run_bench(args.preset, cases, dtype=args.dtype, device=args.device, repeats=args.repeats,
                         threads=args.threads, seed=args.seed, peer=args.peer, forms=forms, chunk=args.chunk,
                         tf32=args.tf32 == "on", stream_tile=args.stream_tile)

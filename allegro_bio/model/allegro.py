@@ -260,7 +260,6 @@ class AllegroNet(nn.Module):
         shift = self.per_type_shift.to(torch.float64).index_select(0, center_type)
         return e_sum * scale + shift
 
-
     def _layer_env_edges(self, index: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """:meth:`AllegroLayer.env_edges` of layer ``index`` (TorchScript cannot index a ModuleList by a variable)."""
         out = x.new_empty(0)
