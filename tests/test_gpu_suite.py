@@ -43,3 +43,16 @@ def test_case_cache_round_trip(tmp_path, monkeypatch):
     assert cached.pbc.all()
     assert "water1032192" in cases.CASE_NAMES and "water1032192" not in cases.DEFAULT_CASES
     assert cases.N_ATOMS["water1032192"] == 192 * 16 * 16 * 21
+
+
+def test_torchforce_module_step_reads_few_scalars_per_step(tmp_path):
+    """The suite's TorchForce-module step, run on the CPU: the module matches itself on the CPU,
+    steady steps rebuild no list, and the host waits for at most 8 scalars per step (7 now: the
+    Verlet-list check, the closest pair, one_hot's range checks; on a GPU each is a device→host
+    copy). A new per-step read on the MD path fails this."""
+    suite = gpu_suite.Suite(tmp_path, 600.0, "cpu")
+    gpu_suite.torchforce_module(suite, ["water192"], steps=3)
+    (row,) = [r for r in suite.records if r.get("step") == "torchforce-module"]
+    assert row["forces_device"] == "cpu" and row["rebuilds_in_steady_steps"] == 0 and row["reallocations"] == 1
+    assert row["memcpy_htod_per_step"] == 0 and row["memcpy_dtoh_per_step"] == 0
+    assert 1 <= row["scalar_reads_per_step"] <= 8, row

@@ -16,7 +16,8 @@ runs. It writes ``OUT/gpu_suite.json`` (every record, rewritten after each step)
 Steps: the physics checks on CUDA (float64: forces against finite differences, rotations, periodic
 images, stress, CUDA = CPU; float32 with TF32 off and on against float64); the paper preset on DHFR
 (TF32 off/on) and on a 1,032,192-atom water box (chunked); the small and paper presets side by
-side with the reference; MD steps (OpenMM's python backend and ASE) against the raw model on the
+side with the reference; the module OpenMM's ``TorchForce`` calls, on the GPU (against the CPU,
+host↔device copies per step); MD steps (OpenMM's python backend and ASE) against the raw model on the
 GPU; pairs per chunk on DHFR; the AOTInductor package compiled for CUDA. The device command is in
 docs/benchmarks.md ("Running the GPU checks").
 """
@@ -35,7 +36,7 @@ from typing import Any, Callable
 
 #: Wheels the GPU image lacks (its torch, e3nn, numpy, scipy, h5py, matplotlib, tqdm, lightning are used as they are).
 #: Versions as in the development venv, where the side-by-side runs were measured.
-WHEELS = ("ase==3.29.0", "vesin==0.6.2", "nequip==0.19.1", "nequip-allegro==0.8.3", "hydra-core==1.3.8",
+WHEELS = ("ase==3.29.0", "vesin==0.6.2", "vesin-torch==0.6.2", "nequip==0.19.1", "nequip-allegro==0.8.3", "hydra-core==1.3.8",
           "omegaconf==2.3.1", "lmdb==3.0.0", "matscipy==1.3.1", "openmm==8.6.1", "antlr4-python3-runtime==4.9.3")
 #: Cases written for machines that cannot build them (DHFR needs openmm and openmmtools).
 CACHED_CASES = ("dhfr",)
@@ -67,7 +68,7 @@ def prepare(folder: Path, python_version: str = "3.12") -> None:
 
 def install_wheels(wheels: Path) -> None:
     """Install the wheels in ``wheels`` without an index or dependencies, where they are not importable."""
-    missing = [m for m in ("ase", "vesin", "nequip", "allegro", "openmm") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("ase", "vesin", "vesin_torch", "nequip", "allegro", "openmm") if importlib.util.find_spec(m) is None]
     if missing and wheels.is_dir():
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
                         *map(str, sorted(wheels.glob("*.whl")))], check=True)
@@ -210,6 +211,71 @@ def md_steps(suite: Suite, cases: list[str]) -> None:
         raise RuntimeError("; ".join(bad))
 
 
+def torchforce_module(suite: Suite, cases: list[str], steps: int = 5) -> None:
+    """The module OpenMM's ``TorchForce`` calls every step (torch backend: Verlet list, padded pairs,
+    network), scripted and run on the device with positions and box there, as the CUDA platform
+    passes them (float32, nm). Checks its energy and forces against the same module on the CPU,
+    then profiles ``steps`` steady steps (atoms nudged by 1e-4 nm: no list rebuild) and counts per
+    step the host↔device copies (``Memcpy`` events on the GPU) and the scalar reads the host waits
+    for (``aten::_local_scalar_dense``: the Verlet-list check, the closest pair, ``one_hot``'s range
+    checks, chunk bounds).
+    openmm-torch itself cannot run on the lent image (its wheels need torch 2.9.1)."""
+    import numpy as np
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from ..deploy import as_model
+    from ..neighbors import type_indices
+    from ..openmm_module import AllegroOpenMMModule
+    from .cases import build_case
+
+    def module_on(device: str) -> tuple[Any, Any]:
+        model = as_model(None, device=device, dtype="float32")
+        types = torch.as_tensor(type_indices(atoms.numbers, model.type_names))
+        wrapper = AllegroOpenMMModule(model.module, types, torch.arange(len(atoms)), False, True, model.r_max)
+        return torch.jit.script(wrapper).to(device), model
+
+    for case in cases:
+        atoms = build_case(case)
+        pos_nm = torch.as_tensor(atoms.positions / 10.0, dtype=torch.float32)
+        box_nm = torch.as_tensor(atoms.cell.array / 10.0, dtype=torch.float32)
+        cpu, _ = module_on("cpu")
+        e_cpu, f_cpu = cpu(pos_nm, box_nm)
+        dev, _ = module_on(suite.device)
+        pos, box = pos_nm.to(suite.device), box_nm.to(suite.device)
+        for _ in range(3):  # warm-up: list built, TorchScript's profiling runs
+            energy, forces = dev(pos, box)
+        row: dict[str, Any] = {"step": "torchforce-module", "case": case, "atoms": len(atoms),
+                               "forces_device": str(forces.device), "energy_error_kj_mol": abs(float(energy) - float(e_cpu)),
+                               "force_max_error_kj_mol_nm": float((forces.cpu() - f_cpu).abs().max())}
+        nudge = 1e-4 * torch.randn(pos.shape, generator=torch.Generator().manual_seed(0)).to(suite.device)
+        cuda = torch.device(suite.device).type == "cuda"
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        rebuilds = int(dev.rebuilds)
+        times = []
+        with profile(activities=activities) as prof:
+            for k in range(steps):
+                if cuda:
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                energy, forces = dev(pos + (k + 1) * nudge, box)
+                if cuda:
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
+        names = [e.name for e in prof.events()]
+        row.update(
+            ms_per_step_profiled=1e3 * float(np.median(times)),
+            memcpy_htod_per_step=sum("HtoD" in n for n in names) / steps,
+            memcpy_dtoh_per_step=sum("DtoH" in n for n in names) / steps,
+            scalar_reads_per_step=sum(n == "aten::_local_scalar_dense" for n in names) / steps,
+            rebuilds_in_steady_steps=int(dev.rebuilds) - rebuilds, reallocations=int(dev.reallocations),
+        )
+        suite.records.append(row)
+        suite.log(json.dumps(row))
+        assert row["forces_device"] == str(forces.device) and forces.device == pos.device, row
+        assert row["energy_error_kj_mol"] < 1e-2 * len(atoms) and row["force_max_error_kj_mol_nm"] < 5.0, row
+
+
 def gpu_chunk(preset: str, fraction: float = GPU_CHUNK_FRACTION) -> int:
     """Pairs per chunk that fill ``fraction`` of the GPU's memory (by the model's own estimate)."""
     import torch
@@ -247,6 +313,7 @@ def run(out: Path, budget_s: float, device: str = "cuda", quick: bool = False) -
         suite.step(f"paper-side-by-side-tf32-{int(tf32)}", 90, lambda tf32=tf32: suite.bench(
             "paper-side-by-side", "paper", water_paper, forms=["eager", "torchscript"], peer=peer, repeats=5,
             chunk=paper_chunk, tf32=tf32))
+    suite.step("torchforce-module", 45, lambda: torchforce_module(suite, ["water192"] if quick else ["water1536"]))
     if importlib.util.find_spec("openmm") is not None:
         suite.step("md-steps", 90, lambda: md_steps(suite, ["water192"] if quick else ["water1536", "water6144"]))
     for chunk in (4096, 32768, 262144):
