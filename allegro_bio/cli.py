@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-tile", type=non_negative_int, default=None, metavar="PAIRS",
                    help="write a .pt file that evaluates in the streamed, low-memory way: the pairs go through each "
                    "layer PAIRS at a time (e.g. 8192): small preset, 6,144 waters, 1.5 kB per pair instead of 9.5 kB unchunked, "
-                   "at ~1.8x the time of the default chunked evaluation; 0: off "
+                   "at 1.4-1.8x the time of the default chunked evaluation; 0: off "
                    "(default: off, or the --from file's setting)")
     p.set_defaults(func=cmd_deploy)
 
