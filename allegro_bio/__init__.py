@@ -25,16 +25,26 @@ _LAZY = {
 }
 
 
+#: Subpackages and modules reachable as attributes after ``import allegro_bio`` (imported on first
+#: use): ``allegro_bio.systems.dhfr()``, ``allegro_bio.md.run(...)``, ``allegro_bio.analysis…``.
+SUBMODULES = (
+    "analysis", "ase", "bench", "cli", "data", "datagen", "deploy", "inference", "lammps", "md", "model",
+    "neighbors", "openmm", "openmm_module", "openmmml", "pretrained", "runtime", "systems", "testing", "train",
+)
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         value = getattr(_import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
+    if name in SUBMODULES:
+        return _import_module(f".{name}", __name__)  # the import binds it in globals()
     raise AttributeError(f"module 'allegro_bio' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(SUBMODULES))
 
 
 __all__ = [

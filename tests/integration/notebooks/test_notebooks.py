@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import REPO
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = REPO / "notebooks"
 CI_PARAMETERS = {
     "protein_rmsd.ipynb": {"ALLEGRO_BIO_NB_SIZE": "fragment", "ALLEGRO_BIO_NB_STEPS": "4", "ALLEGRO_BIO_NB_REPORT": "2"},
     "quickstart.ipynb": {"ALLEGRO_BIO_NB_WATERS": "64", "ALLEGRO_BIO_NB_STEPS": "4"},

@@ -12,7 +12,7 @@ import allegro_bio
 from allegro_bio import testing as T
 from allegro_bio.model.compiled import CompiledPotential, compile_potential
 
-from conftest import small_triclinic_box, water_cluster
+from fixtures.structures import small_triclinic_box, water_cluster
 
 
 def test_compiled_matches_uncompiled_across_sizes_and_chunks(eager64, compiled_calculators):

@@ -25,7 +25,7 @@ from allegro_bio.lammps.build import build_plugin
 from allegro_bio.lammps.datafile import to_lammps_frame, write_data
 from allegro_bio.lammps.runner import run_lammps
 
-from conftest import small_triclinic_box
+from fixtures.structures import small_triclinic_box
 
 TYPES = ["H", "C", "N", "O", "S"]
 #: per-ordered-species-pair cutoffs (centre -> neighbour, Å) below r_max = 4 Å, so they matter

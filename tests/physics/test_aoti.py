@@ -16,7 +16,7 @@ from allegro_bio.deploy import to_eager
 from allegro_bio.errors import ModelFileError
 from allegro_bio.testing import evaluator
 
-from conftest import organic
+from fixtures.structures import organic
 
 
 def _close(got, ref, tol: float) -> None:

@@ -1,6 +1,6 @@
 """The deployed model file loads and evaluates from C++ (libtorch), as the LAMMPS plugin will do.
 
-Compiles ``tests/cpp/load_model.cpp`` with g++ against the libtorch inside the installed torch
+Compiles ``load_model.cpp`` (beside this file) with g++ against the libtorch inside the installed torch
 wheel (headers in ``torch/include``, libraries in ``torch/lib``; ``find_package(Torch)`` is not
 used because it needs a CUDA toolkit for CUDA wheels), runs it on a saved float64 model and
 compares its energy, forces, virial and metadata with the Python evaluation.
@@ -30,9 +30,9 @@ import allegro_bio
 from allegro_bio.inference import evaluate
 from allegro_bio.neighbors import build_graph, type_indices
 
-from conftest import water_cluster
+from fixtures.structures import water_cluster
 
-SOURCE = Path(__file__).parent / "cpp" / "load_model.cpp"
+SOURCE = Path(__file__).parent / "load_model.cpp"
 TYPES = ["H", "C", "N", "O", "S"]
 
 

@@ -14,6 +14,7 @@ import torch  # noqa: F401,E402  (docs/known-issues.md: before openmm)
 import allegro_bio  # noqa: E402
 from allegro_bio import analysis, md, systems  # noqa: E402
 from allegro_bio.errors import AllegroError, ModelFileError, UnknownElementError  # noqa: E402
+from fixtures.pdb import peptide_pdb  # noqa: E402
 
 TYPES = ["H", "C", "N", "O", "S"]
 
@@ -136,9 +137,8 @@ def test_default_model_is_the_packaged_one(water, tmp_path):
 def test_cli_md_pdb_with_rmsd_report(model_file, tmp_path, capsys):
     """`allegro-bio md --pdb`: a 5-residue peptide, no ions (the model knows no Na/Cl), RMSD report."""
     from allegro_bio.cli import main
-    from test_systems import _peptide_pdb
 
-    pdb, _ = _peptide_pdb(tmp_path / "pep.pdb")
+    pdb, _ = peptide_pdb(tmp_path / "pep.pdb")
     out = tmp_path / "run"
     rc = main(["md", "--pdb", str(pdb), "--padding", "0.45", "--steps", "4", "--report-interval", "2", "--out", str(out),
                "--model", str(model_file), "--no-progress", "--engine", "ase"])

@@ -12,7 +12,7 @@ from ase.optimize import BFGS
 
 import allegro_bio
 
-from conftest import small_triclinic_box, water_cluster
+from fixtures.structures import small_triclinic_box, water_cluster
 
 
 def _gentle_model(dtype: str = "float64", scale: float = 0.02):

@@ -24,10 +24,11 @@ from allegro_bio.errors import ConfigError, DataError
 from allegro_bio.train import (EMA, SAM, GraphDataset, collate, compute_stats, config_from_dict, load_config, predict,
                                read_frames, smiles_charge)
 from allegro_bio.train.data import BOHR, HARTREE
-from conftest import TYPES, small_triclinic_box, water_cluster
-from xtb_data import make_frames
+from fixtures import REPO
+from fixtures.structures import TYPES, small_triclinic_box, water_cluster
+from fixtures.xtb_data import make_frames
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 TINY_MODEL = {"preset": "small", "type_names": TYPES, "num_tensor_features": 8, "two_body_mlp": [32, 32],
               "latent_mlp": [32], "readout_mlp": [16], "zbl": False}
 

@@ -16,7 +16,7 @@ from allegro_bio.errors import ModelFileError
 from allegro_bio.inference import evaluate
 from allegro_bio.model import clone
 
-from conftest import organic
+from fixtures.structures import organic
 
 
 def test_metadata_keys(model_files):

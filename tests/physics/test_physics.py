@@ -10,7 +10,7 @@ from ase import Atoms
 import allegro_bio
 from allegro_bio import testing as T
 
-from conftest import organic, small_triclinic_box, water_cluster
+from fixtures.structures import organic, small_triclinic_box, water_cluster
 
 # (atol, rtol) of exact identities (invariance, images) and of finite differences, per dtype
 EXACT = {"float64": (1e-9, 1e-9), "float32": (2e-4, 2e-5)}

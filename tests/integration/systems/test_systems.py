@@ -11,6 +11,7 @@ import torch  # noqa: F401,E402  (docs/known-issues.md: before openmm)
 from allegro_bio import systems  # noqa: E402
 from allegro_bio.errors import AllegroError  # noqa: E402
 from allegro_bio.systems.solvate import SOLUTE_CLEARANCE, ion_counts  # noqa: E402
+from fixtures.pdb import peptide_pdb  # noqa: E402
 
 
 def _min_intermolecular(system) -> tuple[float, float]:
@@ -113,31 +114,8 @@ def _assert_solvated(s, n_solute):
     assert len(water_idx) > 0
 
 
-def _peptide_pdb(path):
-    """DHFR residues 1-5, heavy atoms only, one side-chain atom removed (PDBFixer must add them)."""
-    from openmm import app
-
-    d = systems.dhfr()
-    keep = [a for a in d.topology.atoms() if a.residue.index < 5 and a.element.symbol != "H"]
-    drop = next(a for a in keep if a.residue.index == 2 and a.name not in ("N", "CA", "C", "O", "CB"))
-    keep = [a for a in keep if a is not drop]
-    top = app.Topology()
-    ch = top.addChain("A")
-    res_map = {}
-    for a in keep:
-        if a.residue not in res_map:
-            res_map[a.residue] = top.addResidue(a.residue.name, ch, str(a.residue.index + 1))
-        top.addAtom(a.name, a.element, res_map[a.residue])
-    pos = d.positions_A[[a.index for a in keep]] / 10.0
-    from openmm import unit
-
-    with open(path, "w") as fh:
-        app.PDBFile.writeFile(top, unit.Quantity(pos, unit.nanometer), fh)
-    return path, len(keep)
-
-
 def test_from_pdb_peptide_neutral_and_solvated(tmp_path):
-    path, n_heavy = _peptide_pdb(tmp_path / "pep.pdb")
+    path, n_heavy = peptide_pdb(tmp_path / "pep.pdb")
     s = systems.from_pdb(path, padding=0.8, ionic_strength=0.15)
     c = s.composition()
     assert c["protein_residues"] == 5

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from fixtures import REPO
+
 import allegro_bio
 from allegro_bio import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def test_readme_python_example_runs(tmp_path, monkeypatch):
