@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..argtypes import add_subcommand
-from .recipe import KINDS
+from .recipe import ALL_KINDS, ION_KIND_FRACTIONS, KINDS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="work directory (MD cache, tasks, labelled frames)")
     parser.add_argument("--frames", type=int, default=3000, help="frames in all (default: 3000)")
     parser.add_argument("--seed", type=int, default=2025, help="seed of every random choice (default: 2025)")
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND",
-                        help=f"frame kinds, any of {' '.join(KINDS)} (default: all, in the default mix)")
+    parser.add_argument("--kinds", nargs="+", choices=ALL_KINDS, default=list(KINDS), metavar="KIND",
+                        help=f"frame kinds, any of {' '.join(ALL_KINDS)} (default: {' '.join(KINDS)}, in the "
+                        f"default mix; the ion kinds {' '.join(ION_KIND_FRACTIONS)} are opt-in)")
     parser.add_argument("--dest", type=Path, default=None,
                         help="where the split files and metadata.json go (default: --out)")
     parser.add_argument("--finalize-every", type=int, default=500, metavar="N",

@@ -32,6 +32,45 @@ FRAME_ID = "frame_id"
 #: SCF settings tried in turn (mixer damping, None = tblite's default 0.4; max iterations): the
 #: default converges for almost every frame; a few zwitterionic clusters need stronger damping.
 SCF_ATTEMPTS = ((None, 250), (0.2, 500), (0.1, 1000))
+#: Last resort after :data:`SCF_ATTEMPTS`: the default SCF at this electronic temperature (K,
+#: tblite's default is 300 K). A frame labelled so carries ``info["electronic_temperature_K"]``
+#: and is listed in the metadata; filter it out if a uniform 300 K surface matters.
+SCF_HOT_TEMPERATURE_K = 3000.0
+#: SCF iterations of that last attempt.
+SCF_HOT_MAX_ITER = 1000
+#: Boltzmann constant (Hartree/K), for tblite's electronic temperature (set in Hartree).
+KB_HARTREE = 3.166811563e-6
+
+
+#: Free-species GFN2-xTB energies (eV) from tblite 0.8 at its defaults (accuracy 1.0, electronic
+#: temperature 300 K, no spin polarisation): one atom at the origin, ``Calculator("GFN2-xTB",
+#: [Z], [[0, 0, 0]], charge=q, uhf=u).singlepoint()``, ``u`` the unpaired electrons of the atom's
+#: ground-state (Hund) multiplicity: H, Na, K, Cl 1; C, O, S 2; N, P 3; Mg, Ca and the closed-shell
+#: ions 0. Recomputed by :func:`isolated_energy`. Without spin polarisation a lower-spin
+#: occupation is lower for C, O, S, P (e.g. P with ``uhf=1``: −64.7034 eV); these are not used.
+ISOLATED_ENERGIES_EV = {
+    "H": -10.7072, "C": -48.7981, "N": -70.9081, "O": -102.5218, "S": -85.6195,
+    "P": -64.6047, "Na": -4.5469, "K": -4.5103, "Mg": -12.6798, "Ca": -10.1130, "Cl": -121.9757,
+    "Na+": 5.3194, "K+": 5.2129, "Mg2+": 35.8126, "Ca2+": 31.9987, "Cl-": -130.2101,
+}
+#: (atomic number, charge in e, unpaired electrons) of each species in :data:`ISOLATED_ENERGIES_EV`.
+ISOLATED_SPECIES = {
+    "H": (1, 0, 1), "C": (6, 0, 2), "N": (7, 0, 3), "O": (8, 0, 2), "S": (16, 0, 2), "P": (15, 0, 3),
+    "Na": (11, 0, 1), "K": (19, 0, 1), "Mg": (12, 0, 0), "Ca": (20, 0, 0), "Cl": (17, 0, 1),
+    "Na+": (11, 1, 0), "K+": (19, 1, 0), "Mg2+": (12, 2, 0), "Ca2+": (20, 2, 0), "Cl-": (17, -1, 0),
+}
+
+
+def isolated_energy(species: str) -> float:
+    """GFN2-xTB energy (eV) of a free atom or ion of :data:`ISOLATED_SPECIES`, computed now with tblite."""
+    from tblite.interface import Calculator
+
+    if species not in ISOLATED_SPECIES:
+        raise LabelError(f"unknown species {species!r}; expected one of {sorted(ISOLATED_SPECIES)}")
+    z, q, uhf = ISOLATED_SPECIES[species]
+    calc = Calculator("GFN2-xTB", np.array([z]), np.zeros((1, 3)), charge=float(q), uhf=uhf)
+    calc.set("verbosity", 0)
+    return float(calc.singlepoint().get("energy")) * HARTREE_EV
 
 
 class LabelError(AllegroError):
@@ -54,11 +93,13 @@ def method_name() -> str:
 
 
 def xtb(numbers: np.ndarray, positions: np.ndarray, charge: int = 0, cell: np.ndarray | None = None,
-        accuracy: float = 1.0) -> tuple[float, np.ndarray]:
+        accuracy: float = 1.0, info: dict | None = None) -> tuple[float, np.ndarray]:
     """GFN2-xTB energy (eV) and forces (eV/Å) of a closed-shell structure.
 
     ``positions`` and ``cell`` (rows are lattice vectors, periodic in 3-D when given) in Å;
-    ``charge`` the total charge (e). Raises :class:`LabelError` for an odd electron count.
+    ``charge`` the total charge (e). Raises :class:`LabelError` for an odd electron count and
+    :class:`SCFError` if no SCF setting converges. If only the last resort (electronic temperature
+    :data:`SCF_HOT_TEMPERATURE_K`) converged, ``info["electronic_temperature_K"]`` is set.
     """
     try:
         from tblite.interface import Calculator
@@ -72,7 +113,8 @@ def xtb(numbers: np.ndarray, positions: np.ndarray, charge: int = 0, cell: np.nd
         kwargs = dict(lattice=np.asarray(cell, dtype=float) / BOHR_ANGSTROM, periodic=np.array([True, True, True]))
     from tblite.exceptions import TBLiteRuntimeError
 
-    for damping, max_iter in SCF_ATTEMPTS:
+    attempts = [(d, m, None) for d, m in SCF_ATTEMPTS] + [(None, SCF_HOT_MAX_ITER, SCF_HOT_TEMPERATURE_K)]
+    for damping, max_iter, etemp in attempts:
         calc = Calculator("GFN2-xTB", numbers, np.asarray(positions, dtype=float) / BOHR_ANGSTROM,
                           charge=float(charge), uhf=0, **kwargs)
         calc.set("verbosity", 0)
@@ -80,14 +122,22 @@ def xtb(numbers: np.ndarray, positions: np.ndarray, charge: int = 0, cell: np.nd
         calc.set("max-iter", max_iter)
         if damping is not None:
             calc.set("mixer-damping", damping)
+        if etemp is not None:
+            calc.set("temperature", etemp * KB_HARTREE)
         try:
             res = calc.singlepoint()
             break
         except TBLiteRuntimeError as exc:
             last = exc
-            log.info("SCF failed (damping %s, %d iterations): %s; retrying", damping, max_iter, exc)
+            log.info("SCF failed (damping %s, %d iterations, electronic T %s K): %s; retrying", damping, max_iter,
+                     etemp or 300, exc)
     else:
-        raise SCFError(f"GFN2-xTB SCF did not converge with any of {SCF_ATTEMPTS}: {last}")
+        raise SCFError(f"GFN2-xTB SCF did not converge with any of {SCF_ATTEMPTS} nor at an electronic "
+                       f"temperature of {SCF_HOT_TEMPERATURE_K:g} K: {last}")
+    if etemp is not None:
+        log.warning("SCF converged only at an electronic temperature of %g K", etemp)
+        if info is not None:
+            info["electronic_temperature_K"] = etemp
     energy = float(res.get("energy")) * HARTREE_EV
     forces = -np.asarray(res.get("gradient")) * HARTREE_EV / BOHR_ANGSTROM
     return energy, forces
@@ -106,7 +156,8 @@ def label_atoms(atoms: Atoms) -> Atoms:
     Adds ``method`` and ``cpu_s`` (CPU seconds of the xTB call) to ``info``."""
     t0 = time.process_time()
     cell = atoms.cell.array if atoms.pbc.all() else None
-    energy, forces = xtb(atoms.numbers, atoms.positions, int(atoms.info.get("total_charge", 0)), cell)
+    energy, forces = xtb(atoms.numbers, atoms.positions, int(atoms.info.get("total_charge", 0)), cell,
+                         info=atoms.info)
     atoms.info["method"] = method_name()
     atoms.info["cpu_s"] = round(time.process_time() - t0, 4)
     return attach(atoms, energy, forces)

@@ -34,6 +34,15 @@ KIND_FRACTIONS = {
     "water-box": 0.20,
 }
 KINDS = tuple(KIND_FRACTIONS)
+#: Opt-in ion kinds (see :mod:`.ions`), not in the default run; their share relative to the
+#: fractions above when mixed with the default kinds (alone: 75 % clusters, 25 % periodic boxes).
+ION_KIND_FRACTIONS = {
+    "ion-water-cluster": 0.15,
+    "ionic-box": 0.05,
+}
+#: Every selectable kind: the default ones, then the opt-in ones.
+ALL_KINDS = KINDS + tuple(ION_KIND_FRACTIONS)
+_FRACTIONS = {**KIND_FRACTIONS, **ION_KIND_FRACTIONS}
 #: Which MD system each kind is carved from.
 KIND_SYSTEM = {"dhfr-protein-cluster": "dhfr", "dhfr-water-cluster": "dhfr", "ala2-cluster": "ala2",
                "water-cluster": "water", "water-box": "water-box"}
@@ -120,12 +129,13 @@ SULFUR_SHARE = 0.2
 
 
 def frame_counts(n_frames: int, kinds: tuple[str, ...] = KINDS) -> dict[str, int]:
-    """Frames per kind: :data:`KIND_FRACTIONS` renormalised over ``kinds``, summing to ``n_frames``."""
-    unknown = set(kinds) - set(KINDS)
+    """Frames per kind: :data:`KIND_FRACTIONS` and :data:`ION_KIND_FRACTIONS` renormalised over
+    ``kinds``, summing to ``n_frames``."""
+    unknown = set(kinds) - set(ALL_KINDS)
     if unknown:
-        raise ValueError(f"unknown kinds {sorted(unknown)}; expected some of {KINDS}")
-    total = sum(KIND_FRACTIONS[k] for k in kinds)
-    counts = {k: int(n_frames * KIND_FRACTIONS[k] / total) for k in kinds}
+        raise ValueError(f"unknown kinds {sorted(unknown)}; expected some of {ALL_KINDS}")
+    total = sum(_FRACTIONS[k] for k in kinds)
+    counts = {k: int(n_frames * _FRACTIONS[k] / total) for k in kinds}
     counts[kinds[0]] += n_frames - sum(counts.values())
     return counts
 
@@ -192,6 +202,12 @@ def make_tasks(md_dir: Path, n_frames: int, seed: int, kinds: tuple[str, ...] = 
     for k, kind in enumerate(kinds):
         n = counts[kind]
         if n == 0:
+            continue
+        if kind in ION_KIND_FRACTIONS:
+            from . import ions
+
+            make = ions.make_cluster_tasks if kind == "ion-water-cluster" else ions.make_box_tasks
+            tasks.extend(make(n, md_dir, seed, _frame))
             continue
         system = KIND_SYSTEM[kind]
         rng = np.random.default_rng([seed, 104729, k])
@@ -299,7 +315,9 @@ def finalize(out: Path, dest: Path | None = None, *, command: str = "") -> dict:
         method=method_name(), tblite_version=tblite_version(), units=dict(energy="eV", forces="eV/Angstrom",
                                                                           positions="Angstrom", charge="e"),
         elements=sorted({s for a in frames for s in a.get_chemical_symbols()}),
-        n_frames=len(frames), n_frames_planned=spec.get("n_frames"), scf_failures=failed, seed=spec.get("seed"),
+        n_frames=len(frames), n_frames_planned=spec.get("n_frames"), scf_failures=failed,
+        scf_hot_retries=sorted(a.info["frame_id"] for a in frames if "electronic_temperature_K" in a.info),
+        seed=spec.get("seed"),
         kinds=spec.get("kinds"), command=command,
         counts={k: dict(v, total=sum(v.values())) for k, v in sorted(counts.items())},
         split_totals={s: len(v) for s, v in by_split.items()},

@@ -129,16 +129,19 @@ def system_info(name: str, topology, system) -> SystemInfo:
 
 def run_md(kind: str, temperatures: list[float], *, seed: int, segment_steps: int = 400,
            snapshots_per_segment: int = 2, equilibration_steps: int = 400, box_edge_nm: float | None = None,
-           group_prefix: str | None = None, threads: int = 1) -> tuple[SystemInfo, list[Snapshot]]:
+           group_prefix: str | None = None, threads: int = 1,
+           built: tuple | None = None) -> tuple[SystemInfo, list[Snapshot]]:
     """Minimise, equilibrate at ``temperatures[0]``, then run one segment per temperature (K).
 
     Returns the static :class:`SystemInfo` and the snapshots (``len(temperatures) ×
     snapshots_per_segment``). Deterministic for a given seed, platform and thread count.
+    ``built`` is an already built ``(topology, positions, system)`` (e.g. an ionic solution from
+    :mod:`.ions`); then ``kind`` only names the system.
     """
     import openmm as mm
     from openmm import unit
 
-    top, pos, system = build(kind, box_edge_nm=box_edge_nm)
+    top, pos, system = built if built is not None else build(kind, box_edge_nm=box_edge_nm)
     info = system_info(kind, top, system)
     integrator = mm.LangevinMiddleIntegrator(temperatures[0] * unit.kelvin, FRICTION_PER_PS / unit.picosecond,
                                              TIMESTEP_FS * unit.femtosecond)
