@@ -39,7 +39,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         subparsers, "datagen", help="generate GFN2-xTB reference data (MD → capped clusters and water boxes → tblite)",
         description="Sample amber14/flexible-TIP3P MD of DHFR, alanine dipeptide and water at 300-600 K, carve "
         "capped charge-consistent clusters and small periodic water boxes, label them with GFN2-xTB (tblite) and "
-        "write train/val/test extxyz.xz split by MD segment. Resumable: rerun the same command to continue.",
+        "write train/val/test extxyz.xz split by MD segment. Opt-in ion kinds (--kinds ion-water-cluster ionic-box): "
+        "Na+/K+/Mg2+/Ca2+/Cl- water clusters and small periodic salt boxes from NaCl, KCl, CaCl2, MgCl2 MD. "
+        "Resumable: rerun the same command to continue.",
         add_arguments=add_arguments, main=main)
 
 
