@@ -26,7 +26,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -357,7 +357,7 @@ def _pair_label(info: sampling.SystemInfo, i: int, j: int) -> str:
     return f"{symbols[int(info.numbers[i])]}-{symbols[int(info.numbers[j])]}"
 
 
-def make_cluster_tasks(n: int, md_dir: Path, seed: int, frame) -> list[Atoms]:
+def make_cluster_tasks(n: int, md_dir: Path, seed: int, frame: Callable[..., Atoms]) -> list[Atoms]:
     """``n`` unlabelled ``ion-water-cluster`` frames, spread evenly over :func:`solution_systems`.
 
     ``frame`` is the recipe's frame constructor (``recipe._frame``).
@@ -405,7 +405,7 @@ def make_cluster_tasks(n: int, md_dir: Path, seed: int, frame) -> list[Atoms]:
     return tasks
 
 
-def make_box_tasks(n: int, md_dir: Path, seed: int, frame) -> list[Atoms]:
+def make_box_tasks(n: int, md_dir: Path, seed: int, frame: Callable[..., Atoms]) -> list[Atoms]:
     """``n`` unlabelled periodic ``ionic-box`` frames (neutral; charge computed and checked)."""
     tasks = []
     for i, (salt, info, s) in enumerate(sample_boxes(n, md_dir, seed)):
