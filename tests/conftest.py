@@ -19,7 +19,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["fixtures.models"]
+pytest_plugins = ["fixtures.models", "fixtures.lammps"]
 
 #: Markers that put a test in the slow tier.
 SLOW_MARKERS = ("mpi", "notebook", "long")

@@ -1,4 +1,4 @@
-"""The README's Python example and the docstring examples run; the CLI deploys and reports errors."""
+"""The docstring examples run; the CLI deploys and reports errors."""
 
 from __future__ import annotations
 
@@ -14,26 +14,6 @@ import allegro_bio
 from allegro_bio import cli
 
 ROOT = REPO
-
-
-def test_readme_python_example_runs(tmp_path, monkeypatch):
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks, "README has no python example"
-    monkeypatch.chdir(tmp_path)
-    _write_solvated_dipeptide(tmp_path / "system.pdb")  # the OpenMM example's input
-    for code in blocks:
-        exec(compile(code, "README.md", "exec"), {})
-    assert (tmp_path / "model.pt").is_file()
-
-
-def _write_solvated_dipeptide(path: Path) -> None:
-    from openmm import app
-    from openmmtools import testsystems
-
-    t = testsystems.AlanineDipeptideExplicit()
-    with open(path, "w") as fh:
-        app.PDBFile.writeFile(t.topology, t.positions, fh)
 
 
 @pytest.mark.parametrize("module", ["allegro_bio.model", "allegro_bio.ase", "allegro_bio.testing"])

