@@ -33,7 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(int(os.environ.get("ALLEGRO_BIO_TEST_THREADS", "1")))
 
 
+#: Fixtures that compile before their first use; a test that uses one is a ``compile`` test.
+COMPILING_FIXTURES = ("packages", "compiled_calculators", "plugin")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if any(item.get_closest_marker(m) for m in SLOW_MARKERS):
             item.add_marker(pytest.mark.slow)
+        if not item.get_closest_marker("compile") and any(f in item.fixturenames for f in COMPILING_FIXTURES):
+            item.add_marker(pytest.mark.compile)
+        if item.get_closest_marker("compile"):
+            # with pytest -n 2 --dist loadgroup, one worker takes every compiling test (each compiled
+            # object built once) while the other runs the rest
+            item.add_marker(pytest.mark.xdist_group("compile"))

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import allegro_bio
@@ -19,6 +20,7 @@ TYPES = ["H", "C", "N", "O", "S"]
 _FAULTS_SCRIPT = """
 import json, sys, torch
 import allegro_bio
+
 from allegro_bio import runtime
 from allegro_bio.bench import build_case
 from allegro_bio.neighbors import build_graph, type_indices
@@ -48,6 +50,7 @@ def _evaluation_page_faults(model_path, keep: bool) -> tuple[list[int], bool]:
     return record["faults"], record["kept"]
 
 
+@pytest.mark.long
 def test_steady_state_evaluations_do_not_page_fault(tmp_path):
     """1,536 waters (≈ 40k pairs, ~0.8 GB of arrays per evaluation): once warmed up, an evaluation
     page-faults far less with freed memory kept than with glibc's defaults, measured the same way
@@ -75,6 +78,7 @@ def test_switch_off_by_environment():
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.long
 def test_no_quadratic_tensor_on_the_md_path(tmp_path):
     """A dilute 20,000-atom gas (~110k pairs) through the OpenMM module (Verlet list, padding,
     network, scatter): no op sees a tensor anywhere near N² = 4·10⁸ elements (an N×N distance

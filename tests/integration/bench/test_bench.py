@@ -28,6 +28,7 @@ KEYS = {
 TYPES = ["H", "C", "N", "O", "S"]
 
 
+@pytest.mark.long
 def test_bench_cli_water192(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
@@ -53,6 +54,7 @@ def test_bench_cli_water192(tmp_path, capsys):
     assert "water192" in capsys.readouterr().out
 
 
+@pytest.mark.long
 def test_bench_compiled_forms(tmp_path, capsys):
     """--forms compiled aoti: the torch.compile path and the AOTInductor package, timed after their
     compile, which is reported apart."""
@@ -85,6 +87,7 @@ def test_saved_memory_per_pair_is_bounded(preset, bound):
     assert 0.5 * bound < saved_bytes_per_pair(model, *args) <= bound
 
 
+@pytest.mark.long
 def test_bench_streamed_form(tmp_path):
     """`bench --forms eager streamed --stream-tile N`: the low-memory evaluation timed beside eager."""
     parser = argparse.ArgumentParser()
@@ -100,6 +103,7 @@ def test_bench_streamed_form(tmp_path):
     assert refused.func(refused) == 2
 
 
+@pytest.mark.long
 def test_streamed_evaluation_keeps_no_whole_pair_array_for_autograd():
     """The streamed evaluation's memory bound, guarded without timing or RSS: autograd never keeps
     a tensor with more rows than one tile (the per-atom environments aside), whatever the number
@@ -166,6 +170,7 @@ def test_peer_mapping_keeps_hyperparameters():
         peer_model_kwargs(preset_config("paper", TYPES))
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not peer_available(), reason="reference implementation not installed (pip install '.[peer]')")
 def test_side_by_side_with_the_reference(tmp_path):
     """--peer: ours and the reference's two forms on the same structure, same pairs, with ratios."""
@@ -210,6 +215,7 @@ def test_tf32_needs_cuda(capsys):
     assert rec["status"] == "failed" and "device='cuda'" in rec["error"] and rec["tf32"] is True
 
 
+@pytest.mark.long
 def test_failed_case_is_reported():
     (rec,) = measure_case_isolated("water192", preset="no-such-preset", repeats=1)
     assert rec["status"] == "failed" and "no-such-preset" in rec["error"]

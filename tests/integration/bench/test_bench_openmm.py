@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 
+import pytest
 import numpy as np
 
 from allegro_bio.bench import build_case, cli, openmm_bench
@@ -17,6 +18,7 @@ KEYS = {
 }
 
 
+@pytest.mark.long
 def test_bench_openmm_cli_water192(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers())
@@ -59,12 +61,14 @@ def test_default_cases_agree():
     assert cli.SMALL_ATOMS == openmm_bench.SMALL_ATOMS
 
 
+@pytest.mark.long
 def test_failed_run_is_reported():
     rec = measure_openmm_isolated("water192", backend="torch", platform="NoSuchPlatform", steps=1, raw_repeats=1)
     assert rec["status"] == "failed" and "NoSuchPlatform" in rec["error"]
     assert rec["ms_per_step"] is None and rec["overhead_ratio"] is None and rec["case"] == "water192"
 
 
+@pytest.mark.long
 def test_interleaved_backends_share_one_process(tmp_path, capsys):
     """--interleave: one process per case, the backends' steps taken in turn; same records, flagged."""
     parser = argparse.ArgumentParser()
@@ -89,6 +93,7 @@ def test_interleaved_backends_share_one_process(tmp_path, capsys):
     assert "NoSuchPlatform" in failed[0]["error"]
 
 
+@pytest.mark.long
 def test_device_option(capsys):
     """--device applies to the python and ASE backends (the torch backends run on the platform's device):
     torch backends with a GPU device are refused, records carry the device."""

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from allegro_bio.bench import cases, gpu_suite
 
 
+@pytest.mark.long
 def test_suite_keeps_to_its_budget_and_records_every_step(tmp_path):
     """With 1 s of budget only the free step runs; every other step is recorded as skipped, and a
     failing step is recorded without stopping the suite."""
@@ -45,6 +47,7 @@ def test_case_cache_round_trip(tmp_path, monkeypatch):
     assert cases.N_ATOMS["water1032192"] == 192 * 16 * 16 * 21
 
 
+@pytest.mark.long
 def test_torchforce_module_step_reads_few_scalars_per_step(tmp_path):
     """The suite's TorchForce-module step, run on the CPU: the module matches itself on the CPU,
     steady steps rebuild no list, and the host waits for at most 8 scalars per step (7 now: the

@@ -125,6 +125,8 @@ def _parse_output(text: str) -> dict:
     return out
 
 
+@pytest.mark.long
+@pytest.mark.compile
 def test_cpp_loads_and_matches_python(load_model_exe, tmp_path):
     model = allegro_bio.build_model("small", TYPES, seed=0, dtype="float64")
     path = allegro_bio.save(model, tmp_path / "model64.pt")

@@ -38,6 +38,7 @@ def _clusters(dhfr, n=25, seed=0):
     return [fragments.carve(info, parts, pos, cell, int(c), int(rng.integers(20, 91))) for c in centres]
 
 
+@pytest.mark.long
 def test_carving_keeps_waters_whole_and_caps_at_1_09(dhfr):
     info, parts, pos, cell = dhfr
     for c in _clusters(dhfr):
@@ -61,6 +62,7 @@ def test_carving_keeps_waters_whole_and_caps_at_1_09(dhfr):
         assert dd.min() > 0.8
 
 
+@pytest.mark.long
 def test_cluster_charge_is_even_electron_and_the_residue_sum(dhfr):
     info, parts, _, _ = dhfr
     assert parts.charge.sum() == -11  # JAC DHFR: formal charge −11, no ions
@@ -103,6 +105,7 @@ def _tasks(n):
     return out
 
 
+@pytest.mark.long
 def test_labelling_resumes_without_redoing_or_losing_frames(tmp_path, monkeypatch):
     path = tmp_path / "labelled.extxyz"
     assert label.label_frames(_tasks(5), path, progress=False, limit=2) == 2
@@ -172,6 +175,7 @@ def test_shipped_dataset_has_no_source_configuration_in_two_splits(shipped):
     assert all(len(v) for v in data.values())
 
 
+@pytest.mark.long
 def test_cli_recipe_end_to_end_on_water_boxes(tmp_path, capsys):
     """The whole recipe (MD → tasks → xTB → split files) on 4 periodic water boxes, via the CLI."""
     from allegro_bio import cli

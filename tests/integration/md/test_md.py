@@ -50,6 +50,7 @@ def _frames(out):
         return len(fh)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("engine", ["openmm", "ase"])
 def test_run_writes_everything_and_restarts(engine, water, model_file, tmp_path):
     out = tmp_path / engine
@@ -71,6 +72,7 @@ def test_run_writes_everything_and_restarts(engine, water, model_file, tmp_path)
     json.loads((out / "summary.json").read_text())
 
 
+@pytest.mark.long
 def test_restart_matches_uninterrupted_nve(water, model_file, tmp_path):
     a = md.run(water, model_file, integrator="nve", steps=10, report_interval=5, out_dir=tmp_path / "a", progress=False)
     md.run(water, model_file, integrator="nve", steps=5, report_interval=5, out_dir=tmp_path / "b", progress=False)
@@ -82,6 +84,7 @@ def test_restart_matches_uninterrupted_nve(water, model_file, tmp_path):
     assert "nve_drift_kJ_mol_per_atom_per_ns" in a.summary and "nve_drift_kJ_mol_per_atom_per_ns" in b.summary
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("engine", ["openmm", "ase"])
 def test_exploding_run_stops_with_message_and_keeps_files(engine, water, hot_model_file, tmp_path):
     out = tmp_path / "boom"
@@ -97,6 +100,7 @@ def test_exploding_run_stops_with_message_and_keeps_files(engine, water, hot_mod
     assert r.failed
 
 
+@pytest.mark.long
 def test_ase_run_compiled_follows_the_uncompiled_run(water, model_file, tmp_path):
     """engine "ase", compile=True: the same NVE trajectory as uncompiled, to float32 rounding."""
     kw = dict(engine="ase", integrator="nve", steps=6, report_interval=3, progress=False)
@@ -123,6 +127,7 @@ def test_bad_arguments(water, model_file, tmp_path):
         md.run(water, model_file, steps=2, out_dir=tmp_path / "empty", restart=True, progress=False)
 
 
+@pytest.mark.long
 def test_default_model_is_the_packaged_one(water, tmp_path):
     from allegro_bio import pretrained
 
@@ -134,6 +139,7 @@ def test_default_model_is_the_packaged_one(water, tmp_path):
             md.run(water, None, steps=1, out_dir=tmp_path, progress=False)
 
 
+@pytest.mark.long
 def test_cli_md_pdb_with_rmsd_report(model_file, tmp_path, capsys):
     """`allegro-bio md --pdb`: a 5-residue peptide, no ions (the model knows no Na/Cl), RMSD report."""
     from allegro_bio.cli import main
@@ -149,6 +155,7 @@ def test_cli_md_pdb_with_rmsd_report(model_file, tmp_path, capsys):
     assert "backbone RMSD" in capsys.readouterr().out
 
 
+@pytest.mark.long
 def test_cli_md_exit_status_on_blow_up(hot_model_file, tmp_path, capsys):
     from allegro_bio.cli import main
 

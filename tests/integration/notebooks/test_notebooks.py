@@ -19,6 +19,7 @@ CI_PARAMETERS = {
 }
 
 
+@pytest.mark.notebook
 @pytest.mark.parametrize("name", sorted(CI_PARAMETERS))
 def test_notebook_executes(name, tmp_path, monkeypatch):
     for key, value in CI_PARAMETERS[name].items():

@@ -114,6 +114,7 @@ def alanine():
     return testsystems.AlanineDipeptideExplicit(nonbondedMethod=app.NoCutoff, constraints=None, rigid_water=False)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_solvated_alanine_dipeptide_whole_system_matches_ase(backend, alanine, model64):
     from ase import Atoms
@@ -200,6 +201,7 @@ def _nve_drift(system, pos, steps: int = 4000, dt_fs: float = 0.5) -> tuple[floa
     return float(np.polyfit(t_ns, de, 1)[0] / system.getNumParticles()), float(np.abs(de).max())
 
 
+@pytest.mark.long
 def test_nve_drift_of_a_water_box(tmp_path):
     """2 ps NVE with 0.5 fs steps: rigid TIP3P water (SETTLE, PME) plus an Allegro force (torch backend).
 
@@ -223,6 +225,7 @@ def test_nve_drift_of_a_water_box(tmp_path):
     assert dev < 20.0
 
 
+@pytest.mark.long
 def test_langevin_1000_steps_stays_finite(tmp_path):
     """Whole-system Allegro (untrained, ZBL on), 1,000 Langevin steps of 0.5 fs on the CPU platform."""
     atoms = water64()
@@ -358,6 +361,7 @@ def test_python_backend_device_option_and_no_openmm_torch(model64, monkeypatch):
         allegro_bio.AllegroForce(model64, top, backend="torch")
 
 
+@pytest.mark.long
 def test_padded_pair_buffer_is_exact_and_rarely_reallocated(model64):
     """The torch backend's padded pair buffer (fake pairs beyond the cutoff) changes nothing, and
     along a 0.5 fs-like trajectory of a water box it grows once (first call) and then rarely."""
@@ -387,6 +391,7 @@ def test_padded_pair_buffer_is_exact_and_rarely_reallocated(model64):
     assert np.allclose(f1.numpy(), f_ref, atol=1e-6)
 
 
+@pytest.mark.long
 def test_verlet_list_is_exact_and_searches_rarely(model64):
     """The torch backend's Verlet list (pairs within r_max + skin, re-searched only after an atom
     moved skin/2 or the box changed) gives at every step what a fresh search gives, across a
@@ -419,6 +424,7 @@ def test_verlet_list_is_exact_and_searches_rarely(model64):
     assert 3 <= cached.rebuilds <= 15, cached.rebuilds
 
 
+@pytest.mark.long
 def test_python_backend_verlet_list_is_exact_and_searches_rarely(model64, monkeypatch):
     """The python backend reuses its neighbour list across steps (skin 1 Å) like the torch backend:
     the same energies and forces as a search every step, in real contexts, with fewer searches."""
@@ -491,6 +497,7 @@ def test_package_backend_choice_without_a_compiler(packages, monkeypatch):
     assert isinstance(allegro_bio.AllegroForce(str(packages["float64"]), top), openmm.PythonForce)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_streamed_file_matches_ase(backend, model64, tmp_path):
     """A file written with `deploy --stream-tile` (the low-memory evaluation) gives the same energy

@@ -37,6 +37,7 @@ def test_default_model_resolves_everywhere():
         allegro_bio.AllegroCalculator("nope")
 
 
+@pytest.mark.long
 def test_model_card_metrics_are_reproduced_by_evaluate(tmp_path):
     name = pretrained.DEFAULT
     path = pretrained.path()
@@ -52,7 +53,7 @@ def test_model_card_metrics_are_reproduced_by_evaluate(tmp_path):
     assert f"{recorded['forces_mae']:.3f}" in card
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_water_box_nve_conserves_energy_with_the_trained_model():
     """192 waters-atoms, 0.5 fs, 400 steps (0.2 ps) from 300 K: bounded total-energy change."""
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution

@@ -334,7 +334,7 @@ def _tiny_config(xtb_files: Path, run_dir: Path, **optim) -> dict:
                      "test": str(xtb_files / "val.extxyz")}}
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_training_reduces_force_error_several_fold_and_evaluate_reproduces_it(xtb_files, tmp_path):
     from allegro_bio.train import Trainer
     from allegro_bio.train.evaluate import evaluate_dataset
@@ -371,7 +371,7 @@ def _run_cli(args: list[str], **kw) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True, env=env, **kw)
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_resume_after_kill_is_exact(xtb_files, tmp_path):
     """Kill `allegro-bio train` mid-epoch with SIGKILL, resume it, compare with an uninterrupted run."""
     import yaml
